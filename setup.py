@@ -1,0 +1,82 @@
+"""Build wsfast, with its optional Cython extension.
+
+``WSFAST_BUILD_EXTENSION`` decides what happens to ``wsfast._speedups``:
+
+* unset: try to compile it; if Cython or a C compiler is missing, or the
+  compile fails, install the pure-Python package (it falls back at import).
+* ``yes``: compile it; any failure fails the build (wheel builds, CI).
+* ``no``: never compile it (the pure ``py3-none-any`` wheel).
+
+Only portable compiler flags are used: never ``-march=native``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+MODE = os.environ.get("WSFAST_BUILD_EXTENSION", "").strip().lower()
+if MODE not in ("", "yes", "no"):
+    sys.exit(f"WSFAST_BUILD_EXTENSION must be unset, 'yes' or 'no', not {MODE!r}")
+
+
+class OptionalBuildExt(build_ext):
+    """Let a failed compile fall back to pure Python unless it is required."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any failure means "no extension"
+            self._give_up(exc)
+
+    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        if MODE == "yes":
+            raise exc
+        print(f"wsfast: building the extension failed ({exc}); installing pure Python")
+
+
+def extensions() -> list:
+    if MODE == "no":
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        if MODE == "yes":
+            raise
+        print("wsfast: Cython is not available; installing pure Python")
+        return []
+    from setuptools import Extension
+
+    if sys.platform == "win32":
+        flags = ["/O2"]
+    else:
+        flags = ["-O3", "-fno-strict-aliasing"]
+    ext = Extension(
+        "wsfast._speedups",
+        ["src/wsfast/_speedups.pyx"],
+        include_dirs=["src/wsfast"],
+        extra_compile_args=flags,
+    )
+    return cythonize(
+        [ext],
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+            "embedsignature": True,
+        },
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

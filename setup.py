@@ -59,7 +59,7 @@ def extensions() -> list:
     if sys.platform == "win32":
         flags = ["/O2"]
     else:
-        flags = ["-O3", "-fno-strict-aliasing"]
+        flags = ["-O2", "-fno-strict-aliasing"]
     ext = Extension(
         "wsfast._speedups",
         ["src/wsfast/_speedups.pyx"],

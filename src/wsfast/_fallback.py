@@ -415,9 +415,13 @@ class FrameReader:
                 frames.append((opcode, fin, rsv, payload))
                 pos = end
                 continue
+            try:
+                self._payload = bytearray(length)
+            except (MemoryError, OverflowError):
+                reason = f"frame of {length} bytes is too large to buffer"
+                raise self._fail(FrameError(1009, reason), frames) from None
             self._hdr = (opcode, fin, rsv, length)
             self._key = key
-            self._payload = bytearray(length)
             self._got = 0
             self._fill(view[start:], frames)
             break

@@ -1,0 +1,638 @@
+# cython: language_level=3, freethreading_compatible=True
+"""Compiled frame codec of wsfast: masking, frame headers, the stream reader
+and incremental UTF-8 validation.
+
+:mod:`wsfast._fallback` is its pure-Python twin, with the same interface and
+the same results on every input. Import the codec from :mod:`wsfast.codec`,
+which picks one of the two.
+"""
+
+from cpython.buffer cimport (
+    PyBUF_FULL_RO,
+    PyBUF_SIMPLE,
+    PyBUF_WRITABLE,
+    PyBuffer_IsContiguous,
+    PyBuffer_Release,
+    PyObject_CheckBuffer,
+    PyObject_GetBuffer,
+)
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+
+import os
+
+from wsfast.exceptions import FrameError
+
+cdef extern from "_kernels.h" nogil:
+    ctypedef struct wsf_utf8_state:
+        unsigned char need
+        unsigned char lo
+        unsigned char hi
+    void wsf_mask(unsigned char *dst, const unsigned char *src, size_t n, const unsigned char *key)
+    ptrdiff_t wsf_utf8_feed(wsf_utf8_state *st, const unsigned char *s, size_t n)
+
+IMPLEMENTATION = "cython"
+
+OP_CONT = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+cdef enum:
+    MAX_CONTROL = 125        # largest control frame payload (RFC 6455 5.5)
+    NOGIL_THRESHOLD = 65536  # release the GIL for buffers from this size up
+    KEY_BLOCK_SIZE = 4096    # bytes of os.urandom pooled for masking keys
+
+# ---------------------------------------------------------------- buffers
+
+
+cdef inline int _read_buffer(object obj, Py_buffer *view) except -1:
+    """Borrow a read-only, C-contiguous view of ``obj``.
+
+    Returns 1 when a buffer was acquired and must be given back with
+    :func:`_release`, 0 for ``bytes``, which are read without a call.
+    """
+    if PyBytes_CheckExact(obj):
+        view.buf = PyBytes_AS_STRING(obj)
+        view.len = PyBytes_GET_SIZE(obj)
+        return 0
+    if not PyObject_CheckBuffer(obj):
+        raise TypeError("data must be a bytes-like object")
+    PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
+    return 1
+
+
+cdef inline void _release(Py_buffer *view, int acquired) noexcept:
+    if acquired:
+        PyBuffer_Release(view)
+
+
+cdef inline int _read_key(object mask, unsigned char *key) except -1:
+    cdef Py_buffer view
+    if PyBytes_CheckExact(mask) and PyBytes_GET_SIZE(mask) == 4:
+        memcpy(key, PyBytes_AS_STRING(mask), 4)
+        return 0
+    if not PyObject_CheckBuffer(mask):
+        raise TypeError("mask must be a bytes-like object")
+    PyObject_GetBuffer(mask, &view, PyBUF_SIMPLE)
+    if view.len != 4:
+        PyBuffer_Release(&view)
+        raise ValueError("mask must contain 4 bytes")
+    memcpy(key, view.buf, 4)
+    PyBuffer_Release(&view)
+    return 0
+
+
+cdef inline void _rotate(const unsigned char *key, Py_ssize_t phase, unsigned char *out) noexcept nogil:
+    out[0] = key[phase & 3]
+    out[1] = key[(phase + 1) & 3]
+    out[2] = key[(phase + 2) & 3]
+    out[3] = key[(phase + 3) & 3]
+
+
+cdef inline void _mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n,
+                       const unsigned char *key) noexcept:
+    if n >= NOGIL_THRESHOLD:
+        with nogil:
+            wsf_mask(dst, src, <size_t>n, key)
+    else:
+        wsf_mask(dst, src, <size_t>n, key)
+
+
+# ---------------------------------------------------------------- masking
+
+
+def apply_mask(data, mask):
+    """Return ``data`` XOR-ed with the 4-byte ``mask`` (RFC 6455 section 5.3).
+
+    Accepts any C-contiguous bytes-like object; the signature matches
+    ``websockets.speedups.apply_mask``.
+    """
+    cdef unsigned char key[4]
+    cdef Py_buffer view
+    cdef int acquired
+    cdef bytes out
+    _read_key(mask, key)
+    acquired = _read_buffer(data, &view)
+    try:
+        out = PyBytes_FromStringAndSize(NULL, view.len)
+        _mask(<unsigned char *>PyBytes_AS_STRING(out), <const unsigned char *>view.buf, view.len, key)
+    finally:
+        _release(&view, acquired)
+    return out
+
+
+def mask_inplace(buffer, mask, Py_ssize_t start=0, Py_ssize_t phase=0):
+    """XOR ``buffer[start:]`` in place with ``mask`` rotated by ``phase``.
+
+    ``phase`` is the position in the key of the first byte (0-3), so a payload
+    that arrives in pieces can be unmasked piece by piece. Returns the phase
+    for the byte that follows.
+    """
+    cdef unsigned char key[4]
+    cdef unsigned char rkey[4]
+    cdef Py_buffer view
+    cdef unsigned char *ptr
+    cdef Py_ssize_t n
+    cdef bint borrowed = False
+    _read_key(mask, key)
+    if PyByteArray_CheckExact(buffer):
+        ptr = <unsigned char *>PyByteArray_AS_STRING(buffer)
+        n = PyByteArray_GET_SIZE(buffer)
+    else:
+        if not PyObject_CheckBuffer(buffer):
+            raise TypeError("mask_inplace needs a writable buffer")
+        PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
+        if view.readonly:
+            PyBuffer_Release(&view)
+            raise TypeError("mask_inplace needs a writable buffer")
+        if not PyBuffer_IsContiguous(&view, b'C'):
+            PyBuffer_Release(&view)
+            raise BufferError("data must be a C-contiguous buffer")
+        borrowed = True
+        ptr = <unsigned char *>view.buf
+        n = view.len
+    try:
+        if start < 0 or start > n:
+            raise ValueError("start must be between 0 and len(buffer)")
+        if phase < 0 or phase > 3:
+            raise ValueError("phase must be between 0 and 3")
+        _rotate(key, phase, rkey)
+        _mask(ptr + start, ptr + start, n - start, rkey)
+    finally:
+        if borrowed:
+            PyBuffer_Release(&view)
+    return (phase + n - start) & 3
+
+
+cdef unsigned char _key_block[KEY_BLOCK_SIZE]
+cdef Py_ssize_t _key_pos = KEY_BLOCK_SIZE
+_urandom = os.urandom
+
+
+cdef inline int _next_key(unsigned char *key) except -1:
+    global _key_pos
+    cdef bytes block
+    if _key_pos >= KEY_BLOCK_SIZE:
+        block = _urandom(KEY_BLOCK_SIZE)
+        memcpy(_key_block, PyBytes_AS_STRING(block), KEY_BLOCK_SIZE)
+        _key_pos = 0
+    memcpy(key, _key_block + _key_pos, 4)
+    _key_pos += 4
+    return 0
+
+
+def mask_key():
+    """Return a fresh 4-byte masking key (RFC 6455 section 10.3).
+
+    Keys are sliced from a pooled ``os.urandom`` block, refilled when used up:
+    cryptographically random, without a system call per frame.
+    """
+    cdef unsigned char key[4]
+    _next_key(key)
+    return PyBytes_FromStringAndSize(<char *>key, 4)
+
+
+# ---------------------------------------------------------------- headers
+
+
+cdef struct Header:
+    int opcode
+    int fin
+    int rsv
+    int masked
+    Py_ssize_t size            # header length in bytes
+    unsigned long long length  # payload length
+    unsigned char key[4]
+
+
+cdef inline bint _known_opcode(int opcode) noexcept nogil:
+    return opcode <= 2 or 8 <= opcode <= 10
+
+
+cdef int _parse(const unsigned char *p, Py_ssize_t avail, Header *h) except -1:
+    """Parse a header: 1 when complete, 0 when more bytes are needed."""
+    cdef unsigned long long length
+    cdef int i
+    if avail < 2:
+        return 0
+    h.opcode = p[0] & 0x0F
+    h.fin = (p[0] & 0x80) != 0
+    h.rsv = (p[0] >> 4) & 7
+    h.masked = (p[1] & 0x80) != 0
+    length = p[1] & 0x7F
+    if not _known_opcode(h.opcode):
+        raise FrameError(1002, f"reserved opcode {h.opcode:#x}")
+    if h.opcode & 0x8:
+        if not h.fin:
+            raise FrameError(1002, "fragmented control frame")
+        if length > MAX_CONTROL:
+            raise FrameError(1002, "control frame payload longer than 125 bytes")
+    h.size = 2
+    if length == 126:
+        h.size = 4
+    elif length == 127:
+        h.size = 10
+    if h.masked:
+        h.size += 4
+    if avail < h.size:
+        return 0
+    if length == 126:
+        length = (<unsigned long long>p[2] << 8) | p[3]
+    elif length == 127:
+        length = 0
+        for i in range(2, 10):
+            length = (length << 8) | p[i]
+        if length >> 63:
+            raise FrameError(1002, "frame length with the most significant bit set")
+    h.length = length
+    if h.masked:
+        memcpy(h.key, p + h.size - 4, 4)
+    return 1
+
+
+def parse_header(data, Py_ssize_t offset=0):
+    """Parse the frame header that starts at ``data[offset]``.
+
+    Returns ``(opcode, fin, rsv, length, mask, header_length)`` where ``rsv``
+    holds RSV1-3 as bits 2-0 (RSV1 = 4) and ``mask`` is the 4-byte key or
+    ``None``; or ``None`` when more bytes are needed. Raises
+    :class:`~wsfast.exceptions.FrameError` (code 1002) for a reserved opcode,
+    a fragmented or over-long control frame, or a 64-bit length with its top
+    bit set.
+    """
+    cdef Py_buffer view
+    cdef int acquired
+    cdef Header h
+    cdef int complete
+    acquired = _read_buffer(data, &view)
+    try:
+        if offset < 0:
+            raise ValueError("offset must not be negative")
+        if offset > view.len:
+            offset = view.len
+        complete = _parse(<const unsigned char *>view.buf + offset, view.len - offset, &h)
+    finally:
+        _release(&view, acquired)
+    if not complete:
+        return None
+    mask = PyBytes_FromStringAndSize(<char *>h.key, 4) if h.masked else None
+    return h.opcode, bool(h.fin), h.rsv, h.length, mask, h.size
+
+
+cdef int _check_build(int opcode, unsigned long long length, bint fin, int rsv) except -1:
+    if not (0 <= opcode <= 15 and _known_opcode(opcode)):
+        raise ValueError(f"reserved opcode {opcode:#x}")
+    if rsv < 0 or rsv > 7:
+        raise ValueError("rsv must be between 0 and 7")
+    if length >> 63:
+        raise ValueError("length must be between 0 and 2**63 - 1")
+    if opcode & 0x8:
+        if not fin:
+            raise ValueError("control frames cannot be fragmented")
+        if length > MAX_CONTROL:
+            raise ValueError("control frame payload longer than 125 bytes")
+    return 0
+
+
+cdef inline Py_ssize_t _write_header(unsigned char *out, int opcode, unsigned long long length,
+                                     bint fin, int rsv, bint masked) noexcept nogil:
+    """Write a header without its key; return its length (2, 4 or 10)."""
+    cdef int i
+    out[0] = (0x80 if fin else 0) | (rsv << 4) | opcode
+    cdef unsigned char m = 0x80 if masked else 0
+    if length < 126:
+        out[1] = m | <unsigned char>length
+        return 2
+    if length < 65536:
+        out[1] = m | 126
+        out[2] = <unsigned char>(length >> 8)
+        out[3] = <unsigned char>length
+        return 4
+    out[1] = m | 127
+    for i in range(8):
+        out[2 + i] = <unsigned char>(length >> (56 - 8 * i))
+    return 10
+
+
+cdef inline unsigned long long _length(object length) except? 0xFFFFFFFFFFFFFFFF:
+    if length < 0 or length >> 63:
+        raise ValueError("length must be between 0 and 2**63 - 1")
+    return <unsigned long long>length
+
+
+def build_header(int opcode, length, fin=True, int rsv=0, mask=None):
+    """Return the header of a frame with a ``length``-byte payload.
+
+    With a ``mask`` the header ends with the 4-byte key (the payload must then
+    be masked with it). Raises ``ValueError`` for a frame RFC 6455 forbids.
+    """
+    cdef unsigned char out[14]
+    cdef unsigned long long n
+    cdef Py_ssize_t size
+    cdef bint is_fin = fin
+    _check_build(opcode, 0, is_fin, rsv)  # opcode and rsv first, as the fallback does
+    n = _length(length)
+    _check_build(opcode, n, is_fin, rsv)
+    if mask is None:
+        size = _write_header(out, opcode, n, is_fin, rsv, False)
+    else:
+        size = _write_header(out, opcode, n, is_fin, rsv, True)
+        _read_key(mask, out + size)
+        size += 4
+    return PyBytes_FromStringAndSize(<char *>out, size)
+
+
+def build_frame(int opcode, payload, fin=True, int rsv=0, mask=None):
+    """Return a whole frame: header, masking key and (masked) payload.
+
+    ``mask`` is ``None`` or ``False`` for an unmasked frame (server side),
+    ``True`` for a fresh key from :func:`mask_key` (client side), or a 4-byte
+    key. The frame is written in one buffer in one pass.
+    """
+    cdef Py_buffer view
+    cdef int acquired
+    cdef unsigned char head[14]
+    cdef unsigned char key[4]
+    cdef Py_ssize_t size
+    cdef bint masked = not (mask is None or mask is False)
+    cdef bint is_fin = fin
+    cdef bytes out
+    cdef unsigned char *dst
+    acquired = _read_buffer(payload, &view)
+    try:
+        _check_build(opcode, <unsigned long long>view.len, is_fin, rsv)
+        if masked:
+            if mask is True:
+                _next_key(key)
+            else:
+                _read_key(mask, key)
+        size = _write_header(head, opcode, <unsigned long long>view.len, is_fin, rsv, masked)
+        if masked:
+            memcpy(head + size, key, 4)
+            size += 4
+        out = PyBytes_FromStringAndSize(NULL, size + view.len)
+        dst = <unsigned char *>PyBytes_AS_STRING(out)
+        memcpy(dst, head, size)
+        if masked:
+            _mask(dst + size, <const unsigned char *>view.buf, view.len, key)
+        elif view.len:
+            memcpy(dst + size, view.buf, view.len)
+    finally:
+        _release(&view, acquired)
+    return out
+
+
+# ---------------------------------------------------------------- stream reader
+
+
+cdef class FrameReader:
+    """Split a byte stream into frames, whatever its chunking.
+
+    ``feed(data)`` returns every frame that ``data`` completes, as
+    ``(opcode, fin, rsv, payload)`` tuples with the payload unmasked. Between
+    calls the reader keeps only an incomplete header (at most 14 bytes) or the
+    payload of the one incomplete frame.
+
+    ``max_frame_size`` (bytes, ``None`` for no limit) is checked as soon as a
+    header is read, before any payload is buffered: a larger frame raises
+    :class:`~wsfast.exceptions.FrameError` with code 1009.
+    ``expect_masked`` is ``True`` on a server (clients must mask), ``False``
+    on a client (servers must not), ``None`` to accept both; a violation
+    raises ``FrameError`` with code 1002.
+
+    After a ``FrameError`` the reader stays failed: each later ``feed`` raises
+    the same error. The error's ``frames`` holds the frames completed before
+    the bad one in the failing call.
+    """
+
+    cdef object _max              # int or None
+    cdef unsigned long long _limit
+    cdef bint _has_limit
+    cdef int _expect              # -1: either, 0: unmasked, 1: masked
+    cdef unsigned char _head[14]  # an incomplete header
+    cdef Py_ssize_t _head_len
+    cdef bytes _payload           # the incomplete frame's payload, being filled
+    cdef Py_ssize_t _got
+    cdef Header _hdr
+    cdef object _error
+
+    def __init__(self, max_frame_size=1048576, expect_masked=None):
+        if max_frame_size is not None and max_frame_size < 0:
+            raise ValueError("max_frame_size must not be negative")
+        self._max = max_frame_size
+        self._has_limit = max_frame_size is not None
+        self._limit = <unsigned long long>max_frame_size if self._has_limit else 0
+        self._expect = -1 if expect_masked is None else (1 if expect_masked else 0)
+        self._head_len = 0
+        self._payload = None
+        self._got = 0
+        self._error = None
+
+    @property
+    def max_frame_size(self):
+        """The largest payload accepted, in bytes, or ``None``."""
+        return self._max
+
+    @property
+    def buffered(self):
+        """Bytes of the stream held for an incomplete frame."""
+        return self._head_len + self._got
+
+    def partial(self, Py_ssize_t start=0):
+        """Describe the incomplete frame whose header has been read.
+
+        Returns ``(opcode, fin, rsv, length, payload[start:received])`` with
+        the payload received so far, unmasked, or ``None`` when no frame is
+        in progress. Lets the protocol layer validate a large text frame as
+        its bytes arrive.
+        """
+        if start < 0:
+            raise ValueError("start must not be negative")
+        if self._payload is None:
+            return None
+        if start > self._got:
+            start = self._got
+        data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._payload) + start, self._got - start)
+        return self._hdr.opcode, bool(self._hdr.fin), self._hdr.rsv, self._hdr.length, data
+
+    def feed(self, data):
+        """Consume ``data``; return the frames it completes."""
+        cdef Py_buffer view
+        cdef int acquired
+        cdef list frames = []
+        if self._error is not None:
+            raise self._error
+        acquired = _read_buffer(data, &view)
+        try:
+            self._feed(<const unsigned char *>view.buf, view.len, frames)
+        except FrameError as exc:
+            exc.frames = frames
+            self._error = exc
+            self._head_len = 0
+            self._payload = None
+            self._got = 0
+            raise
+        finally:
+            _release(&view, acquired)
+        return frames
+
+    cdef int _feed(self, const unsigned char *p, Py_ssize_t n, list frames) except -1:
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t take
+        cdef Header h
+        if self._payload is not None:
+            pos = self._fill(p, n, frames)
+            if self._payload is not None:
+                return 0
+        if self._head_len:
+            take = min(14 - self._head_len, n - pos)
+            memcpy(self._head + self._head_len, p + pos, take)
+            if not _parse(self._head, self._head_len + take, &h):
+                self._head_len += take
+                return 0
+            pos += h.size - self._head_len
+            self._head_len = 0
+            pos = self._frame(&h, p, pos, n, frames)
+        while pos < n:
+            if not _parse(p + pos, n - pos, &h):
+                memcpy(self._head, p + pos, n - pos)
+                self._head_len = n - pos
+                break
+            pos = self._frame(&h, p, pos + h.size, n, frames)
+        return 0
+
+    cdef Py_ssize_t _frame(self, Header *h, const unsigned char *p, Py_ssize_t start, Py_ssize_t n,
+                           list frames) except -1:
+        """Handle a frame whose payload starts at p[start]; return the next position."""
+        cdef bytes payload
+        cdef Py_ssize_t length
+        if self._expect >= 0 and h.masked != self._expect:
+            raise FrameError(1002, "unmasked frame from client" if self._expect else "masked frame from server")
+        if self._has_limit and h.length > self._limit:
+            raise FrameError(1009, f"frame of {h.length} bytes exceeds max_frame_size={self._max}")
+        if h.length <= <unsigned long long>(n - start):
+            length = <Py_ssize_t>h.length
+            if h.masked:
+                payload = PyBytes_FromStringAndSize(NULL, length)
+                _mask(<unsigned char *>PyBytes_AS_STRING(payload), p + start, length, h.key)
+            else:
+                payload = PyBytes_FromStringAndSize(<const char *>p + start, length)
+            frames.append((h.opcode, h.fin == 1, h.rsv, payload))
+            return start + length
+        try:
+            self._payload = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>h.length)
+        except (MemoryError, OverflowError):
+            raise FrameError(1009, f"frame of {h.length} bytes is too large to buffer") from None
+        self._hdr = h[0]
+        self._got = 0
+        self._fill(p + start, n - start, frames)
+        return n
+
+    cdef Py_ssize_t _fill(self, const unsigned char *p, Py_ssize_t n, list frames) except -1:
+        """Copy payload bytes of the incomplete frame; return the bytes used."""
+        cdef unsigned char rkey[4]
+        cdef Py_ssize_t length = <Py_ssize_t>self._hdr.length
+        cdef Py_ssize_t take = min(length - self._got, n)
+        cdef unsigned char *dst = <unsigned char *>PyBytes_AS_STRING(self._payload) + self._got
+        if self._hdr.masked:
+            _rotate(self._hdr.key, self._got, rkey)
+            _mask(dst, p, take, rkey)
+        else:
+            memcpy(dst, p, take)
+        self._got += take
+        if self._got == length:
+            frames.append((self._hdr.opcode, self._hdr.fin == 1, self._hdr.rsv, self._payload))
+            self._payload = None
+            self._got = 0
+        return take
+
+
+# ---------------------------------------------------------------- UTF-8
+
+
+cdef class Utf8Validator:
+    """Incremental UTF-8 validator whose state carries across fragments.
+
+    ``feed(data)`` returns ``False`` as soon as the bytes fed so far cannot
+    start a valid UTF-8 text, that is at the first bad byte, even when it is
+    in the middle of a multi-byte sequence that has not been completed yet.
+    ``complete`` tells whether the text fed so far ends on a code point
+    boundary; ``position`` counts the bytes accepted (after a failure, the
+    offset of the first bad byte in the whole stream).
+    """
+
+    cdef wsf_utf8_state _state
+    cdef bint _valid
+    cdef long long _position
+
+    def __init__(self):
+        self.reset()
+
+    @property
+    def valid(self):
+        """``False`` once a bad byte has been seen."""
+        return self._valid
+
+    @property
+    def complete(self):
+        """``True`` when the input so far is valid and ends on a code point."""
+        return self._valid and self._state.need == 0
+
+    @property
+    def position(self):
+        """Bytes accepted so far; after a failure, the offset of the bad byte."""
+        return self._position
+
+    def reset(self):
+        """Forget everything fed so far."""
+        self._state.need = 0
+        self._state.lo = 0x80
+        self._state.hi = 0xBF
+        self._valid = True
+        self._position = 0
+
+    def feed(self, data):
+        """Validate the next bytes of the text; ``False`` at the first bad byte."""
+        cdef Py_buffer view
+        cdef int acquired
+        cdef ptrdiff_t bad
+        acquired = _read_buffer(data, &view)
+        if not self._valid:
+            _release(&view, acquired)
+            return False
+        if view.len >= NOGIL_THRESHOLD:
+            with nogil:
+                bad = wsf_utf8_feed(&self._state, <const unsigned char *>view.buf, <size_t>view.len)
+        else:
+            bad = wsf_utf8_feed(&self._state, <const unsigned char *>view.buf, <size_t>view.len)
+        _release(&view, acquired)
+        if bad < 0:
+            self._position += view.len
+            return True
+        self._position += bad
+        self._valid = False
+        self._state.need = 0
+        return False
+
+
+def validate_utf8(data):
+    """Return ``True`` if ``data`` is a complete, valid UTF-8 text."""
+    cdef Py_buffer view
+    cdef int acquired
+    cdef ptrdiff_t bad
+    cdef wsf_utf8_state state
+    state.need = 0
+    state.lo = 0x80
+    state.hi = 0xBF
+    acquired = _read_buffer(data, &view)
+    if view.len >= NOGIL_THRESHOLD:
+        with nogil:
+            bad = wsf_utf8_feed(&state, <const unsigned char *>view.buf, <size_t>view.len)
+    else:
+        bad = wsf_utf8_feed(&state, <const unsigned char *>view.buf, <size_t>view.len)
+    _release(&view, acquired)
+    return bad < 0 and state.need == 0

@@ -1,0 +1,268 @@
+"""permessage-deflate (RFC 7692): negotiation and per-message compression.
+
+:class:`PerMessageDeflate` is the configuration that both roles negotiate
+with; a successful negotiation gives a :class:`Deflate`, which compresses
+and decompresses the messages of one connection. Its zlib objects are
+created on the first compressed message, since they dominate the memory of
+an idle connection, and decompression is bounded inside the inflater.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from ..exceptions import NegotiationError
+
+if TYPE_CHECKING:
+    from . import ExtensionParams
+
+__all__ = ["PerMessageDeflate", "Deflate", "MessageTooBig", "EXTENSION_NAME"]
+
+EXTENSION_NAME = "permessage-deflate"
+_TAIL = b"\x00\x00\xff\xff"
+_PARAMS = ("server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits")
+
+
+class MessageTooBig(Exception):
+    """A compressed message inflates past the size limit (close code 1009)."""
+
+
+def _window_bits(name: str, value: Optional[str]) -> int:
+    if value is None or not value.isdigit() or value.startswith("0") or not 8 <= int(value) <= 15:
+        raise NegotiationError(f"invalid value for {name}: {value!r}")
+    return int(value)
+
+
+def _check_params(params: ExtensionParams) -> dict[str, Optional[str]]:
+    """Reject unknown and repeated parameters, and values where none belong."""
+    seen: dict[str, Optional[str]] = {}
+    for name, value in params:
+        if name not in _PARAMS:
+            raise NegotiationError(f"unknown permessage-deflate parameter: {name}")
+        if name in seen:
+            raise NegotiationError(f"repeated permessage-deflate parameter: {name}")
+        if name.endswith("no_context_takeover") and value is not None:
+            raise NegotiationError(f"{name} takes no value")
+        seen[name] = value
+    return seen
+
+
+@dataclass(frozen=True)
+class PerMessageDeflate:
+    """Configuration of permessage-deflate, for either role.
+
+    ``server_max_window_bits`` and ``client_max_window_bits`` (9-15) bound the
+    LZ77 window of each side's compressor: 2**bits bytes of history, so
+    smaller is lighter on memory. The defaults (12 for both, 4 KiB) keep most
+    of the ratio on typical JSON at a fraction of zlib's default memory.
+    ``server_no_context_takeover`` / ``client_no_context_takeover`` ask for
+    each message to be compressed independently. ``compress_threshold``: a
+    message shorter than this many bytes is sent uncompressed (0: compress
+    every message). ``level`` and ``mem_level`` go to zlib.
+    """
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: Optional[int] = 12
+    client_max_window_bits: Optional[int] = 12
+    compress_threshold: int = 128
+    level: int = 6
+    mem_level: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("server_max_window_bits", "client_max_window_bits"):
+            bits = getattr(self, name)
+            if bits is not None and not 9 <= bits <= 15:
+                # zlib cannot compress with an 8-bit window (it silently uses 9).
+                raise ValueError(f"{name} must be between 9 and 15, or None")
+        if self.compress_threshold < 0:
+            raise ValueError("compress_threshold must not be negative")
+
+    # ------------------------------------------------------------ client
+
+    def offer(self) -> ExtensionParams:
+        """The client's offer (parameters of one permessage-deflate offer)."""
+        params: ExtensionParams = []
+        if self.server_no_context_takeover:
+            params.append(("server_no_context_takeover", None))
+        if self.client_no_context_takeover:
+            params.append(("client_no_context_takeover", None))
+        if self.server_max_window_bits is not None and self.server_max_window_bits < 15:
+            params.append(("server_max_window_bits", str(self.server_max_window_bits)))
+        bits = self.client_max_window_bits
+        params.append(("client_max_window_bits", None if bits is None or bits == 15 else str(bits)))
+        return params
+
+    def confirm(self, params: ExtensionParams) -> Deflate:
+        """Check the server's acceptance of :meth:`offer`; return the session."""
+        seen = _check_params(params)
+        offered = dict(self.offer())
+        if self.server_no_context_takeover and "server_no_context_takeover" not in seen:
+            raise NegotiationError("server did not accept server_no_context_takeover")
+        server_bits = 15
+        if "server_max_window_bits" in seen:
+            server_bits = _window_bits("server_max_window_bits", seen["server_max_window_bits"])
+            if "server_max_window_bits" in offered and server_bits > int(offered["server_max_window_bits"] or 15):
+                raise NegotiationError("server_max_window_bits larger than offered")
+        elif "server_max_window_bits" in offered:
+            raise NegotiationError("server did not accept server_max_window_bits")
+        client_bits = 15
+        if "client_max_window_bits" in seen:
+            client_bits = _window_bits("client_max_window_bits", seen["client_max_window_bits"])
+            if client_bits == 8:
+                raise NegotiationError("client_max_window_bits=8 is not supported by zlib")
+        client_bits = min(client_bits, self.client_max_window_bits or 15)
+        return Deflate(
+            compress_bits=client_bits,
+            decompress_bits=server_bits,
+            compress_reset="client_no_context_takeover" in seen or self.client_no_context_takeover,
+            decompress_reset="server_no_context_takeover" in seen,
+            threshold=self.compress_threshold,
+            level=self.level,
+            mem_level=self.mem_level,
+        )
+
+    # ------------------------------------------------------------ server
+
+    def accept(self, offers: list[ExtensionParams]) -> Optional[tuple[ExtensionParams, Deflate]]:
+        """Pick the first acceptable client offer.
+
+        Returns the response parameters and the session, or ``None`` when no
+        offer can be accepted (the connection then goes on uncompressed).
+        """
+        for params in offers:
+            try:
+                return self._accept_one(params)
+            except NegotiationError:
+                continue
+        return None
+
+    def _accept_one(self, params: ExtensionParams) -> tuple[ExtensionParams, Deflate]:
+        seen = _check_params(params)
+        response: ExtensionParams = []
+        server_reset = self.server_no_context_takeover or "server_no_context_takeover" in seen
+        if server_reset:
+            response.append(("server_no_context_takeover", None))
+        client_reset = self.client_no_context_takeover or "client_no_context_takeover" in seen
+        if client_reset:
+            response.append(("client_no_context_takeover", None))
+        server_bits = self.server_max_window_bits or 15
+        if "server_max_window_bits" in seen:
+            requested = _window_bits("server_max_window_bits", seen["server_max_window_bits"])
+            if requested == 8:
+                raise NegotiationError("server_max_window_bits=8 is not supported by zlib")
+            server_bits = min(server_bits, requested)
+        if server_bits < 15 or "server_max_window_bits" in seen:
+            response.append(("server_max_window_bits", str(server_bits)))
+        client_bits = 15
+        if "client_max_window_bits" in seen:
+            value = seen["client_max_window_bits"]
+            client_bits = 15 if value is None else _window_bits("client_max_window_bits", value)
+            client_bits = min(client_bits, self.client_max_window_bits or 15)
+            if client_bits < 15 or value is not None:
+                response.append(("client_max_window_bits", str(client_bits)))
+        deflate = Deflate(
+            compress_bits=server_bits,
+            decompress_bits=client_bits,
+            compress_reset=server_reset,
+            decompress_reset=client_reset,
+            threshold=self.compress_threshold,
+            level=self.level,
+            mem_level=self.mem_level,
+        )
+        return response, deflate
+
+
+class Deflate:
+    """The negotiated permessage-deflate state of one connection.
+
+    ``compress(data, final)`` compresses the next fragment of an outgoing
+    message; ``decompress(data, final, limit)`` inflates the next fragment of
+    an incoming one, producing at most ``limit`` bytes (else it raises
+    :class:`MessageTooBig`), so a small frame cannot balloon in memory.
+    """
+
+    __slots__ = (
+        "compress_bits",
+        "decompress_bits",
+        "compress_reset",
+        "decompress_reset",
+        "threshold",
+        "level",
+        "mem_level",
+        "_compressor",
+        "_decompressor",
+    )
+
+    def __init__(
+        self,
+        compress_bits: int = 15,
+        decompress_bits: int = 15,
+        compress_reset: bool = False,
+        decompress_reset: bool = False,
+        threshold: int = 0,
+        level: int = 6,
+        mem_level: int = 8,
+    ) -> None:
+        self.compress_bits = compress_bits
+        self.decompress_bits = max(decompress_bits, 9)
+        self.compress_reset = compress_reset
+        self.decompress_reset = decompress_reset
+        self.threshold = threshold
+        self.level = level
+        self.mem_level = mem_level
+        self._compressor: Optional[zlib._Compress] = None
+        self._decompressor: Optional[zlib._Decompress] = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Deflate(compress_bits={self.compress_bits}, decompress_bits={self.decompress_bits}, "
+            f"compress_reset={self.compress_reset}, decompress_reset={self.decompress_reset})"
+        )
+
+    def compress(self, data: bytes, final: bool = True) -> bytes:
+        """Compress the next fragment; ``final`` ends the message."""
+        compressor = self._compressor
+        if compressor is None:
+            compressor = self._compressor = zlib.compressobj(
+                self.level, zlib.DEFLATED, -self.compress_bits, self.mem_level
+            )
+        out = compressor.compress(data)
+        if not final:
+            return out + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if self.compress_reset:
+            # A full flush ends the message and forgets the history, which is
+            # what no_context_takeover asks, without a new 50 KB zlib object.
+            out += compressor.flush(zlib.Z_FULL_FLUSH)
+        else:
+            out += compressor.flush(zlib.Z_SYNC_FLUSH)
+        if out.endswith(_TAIL):
+            out = out[:-4]
+        return out
+
+    def decompress(self, data: bytes, final: bool, limit: Optional[int]) -> bytes:
+        """Inflate the next fragment of a message; ``final`` ends it.
+
+        Produces at most ``limit`` bytes (``None``: no limit); more raises
+        :class:`MessageTooBig` before the excess is held in memory.
+        """
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = self._decompressor = zlib.decompressobj(-self.decompress_bits)
+        if final:
+            data = data + _TAIL
+        if limit is None:
+            out = decompressor.decompress(data)
+        else:
+            out = decompressor.decompress(data, limit + 1)
+            if len(out) > limit:
+                raise MessageTooBig(f"message inflates past {limit} bytes")
+        if final and self.decompress_reset:
+            self._decompressor = None
+        return out
+
+    def reset_decompressor(self) -> None:
+        """Drop the inflater state (after a failed message)."""
+        self._decompressor = None

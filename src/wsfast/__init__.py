@@ -1,10 +1,61 @@
-"""wsfast: a fast, strict WebSocket library (RFC 6455, RFC 7692)."""
+"""wsfast: a fast, strict WebSocket library (RFC 6455, RFC 7692).
+
+``wsfast.serve``, ``wsfast.connect`` and the rest of :mod:`wsfast.asyncio`
+are importable from here; they are loaded on first use, so that importing
+the codec alone stays light.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from .codec import HAS_SPEEDUPS, IMPLEMENTATION
-from .exceptions import FrameError, WebSocketError
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    FrameError,
+    InvalidHandshake,
+    InvalidState,
+    InvalidURI,
+    NegotiationError,
+    WebSocketError,
+)
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__", "HAS_SPEEDUPS", "IMPLEMENTATION", "FrameError", "WebSocketError"]
+_ASYNCIO_NAMES = (
+    "serve",
+    "connect",
+    "broadcast",
+    "WebSocket",
+    "Server",
+    "create_server",
+    "create_connection",
+    "Listener",
+    "WebSocketTransport",
+)
+
+__all__ = [
+    "__version__",
+    "HAS_SPEEDUPS",
+    "IMPLEMENTATION",
+    "WebSocketError",
+    "FrameError",
+    "InvalidState",
+    "ConnectionClosed",
+    "ConnectionClosedOK",
+    "ConnectionClosedError",
+    "InvalidHandshake",
+    "NegotiationError",
+    "InvalidURI",
+    *_ASYNCIO_NAMES,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ASYNCIO_NAMES:
+        from . import asyncio as _asyncio
+
+        return getattr(_asyncio, name)
+    raise AttributeError(f"module 'wsfast' has no attribute {name!r}")

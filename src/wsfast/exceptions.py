@@ -10,8 +10,11 @@ __all__ = [
     "FrameError",
     "InvalidState",
     "ConnectionClosed",
+    "ConnectionClosedOK",
+    "ConnectionClosedError",
     "InvalidHandshake",
     "NegotiationError",
+    "InvalidURI",
 ]
 
 
@@ -73,6 +76,20 @@ class ConnectionClosed(WebSocketError):
         return text
 
 
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally (close code 1000 or 1001 both ways)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection closed abnormally: an error code, or no close frame."""
+
+
+def connection_closed(code: int, reason: str, sent: "tuple[int, str] | None") -> ConnectionClosed:
+    """The right :class:`ConnectionClosed` subclass for a closed connection."""
+    ok = code in (1000, 1001) and (sent is None or sent[0] in (1000, 1001))
+    return (ConnectionClosedOK if ok else ConnectionClosedError)(code, reason, sent)
+
+
 class InvalidHandshake(WebSocketError):
     """The opening handshake failed.
 
@@ -92,3 +109,11 @@ class InvalidHandshake(WebSocketError):
 
 class NegotiationError(InvalidHandshake):
     """An extension or subprotocol could not be negotiated."""
+
+
+class InvalidURI(WebSocketError, ValueError):
+    """A URI that is not a valid ``ws://`` or ``wss://`` URI."""
+
+    def __init__(self, uri: str, message: str) -> None:
+        super().__init__(f"{uri!r} is not a valid WebSocket URI: {message}")
+        self.uri = uri

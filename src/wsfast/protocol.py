@@ -28,7 +28,7 @@ import enum
 import logging
 import sys
 import zlib
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Protocol, Sequence, Union
 
 from .codec import (
     OP_BINARY,
@@ -52,7 +52,7 @@ from .events import (
     Pong,
     TextMessage,
 )
-from .exceptions import ConnectionClosed, FrameError, InvalidHandshake, InvalidState, NegotiationError
+from .exceptions import FrameError, InvalidHandshake, InvalidState, NegotiationError, connection_closed
 from .extensions import PerMessageDeflate
 from .extensions.permessage_deflate import Deflate, MessageTooBig
 from .handshake import (
@@ -89,6 +89,7 @@ __all__ = [
     "ServerConnection",
     "ClientConnection",
     "close_code_allowed",
+    "MessageSink",
 ]
 
 logger = logging.getLogger("wsfast")
@@ -124,6 +125,16 @@ def close_code_allowed(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
+class MessageSink(Protocol):
+    """What :attr:`Connection.sink` must provide."""
+
+    def on_text(self, data: Union[str, bytes]) -> None: ...
+
+    def on_binary(self, data: bytes) -> None: ...
+
+    def on_fragment(self, data: Union[str, bytes], text: bool, fin: bool) -> None: ...
+
+
 _PARTIAL_HEADER_ONLY = sys.maxsize  # FrameReader.partial(start) past the end: header, no copy
 
 
@@ -144,6 +155,11 @@ class Connection:
             it arrives instead of assembling whole messages.
         state: the initial state (``OPEN`` for a connection that an outside
             server has already upgraded).
+
+    Set :attr:`sink` to an object with ``on_text(data)``, ``on_binary(data)``
+    and ``on_fragment(data, text, fin)`` methods to have messages delivered by
+    direct calls instead of as events (no event object per message); other
+    events are still returned.
     """
 
     def __init__(
@@ -167,6 +183,8 @@ class Connection:
         self.text_as_bytes = text_as_bytes
         self.stream_messages = stream_messages
         self.subprotocol: Optional[str] = None
+        #: Receives messages by direct calls when set (see the class docstring).
+        self.sink: Optional[MessageSink] = None
         #: ``(code, reason)`` of the close frame sent, once sent.
         self.close_sent: Optional[tuple[int, str]] = None
         #: ``(code, reason)`` of the close frame received, once received.
@@ -254,6 +272,7 @@ class Connection:
         return []
 
     def _handle_frames(self, frames: list[tuple[int, bool, int, bytes]], events: list[Event]) -> None:
+        sink = self.sink
         for opcode, fin, rsv, payload in frames:
             if self._discard:
                 return
@@ -264,7 +283,10 @@ class Connection:
                     self._fail(1002, "reserved bits set without a negotiated extension")
                 elif fin and not rsv and not self.stream_messages:
                     if opcode == OP_BINARY:
-                        events.append(BinaryMessage(payload))
+                        if sink is None:
+                            events.append(BinaryMessage(payload))
+                        else:
+                            sink.on_binary(payload)
                     else:
                         self._checked = 0
                         self._deliver_text(payload, events)
@@ -298,16 +320,21 @@ class Connection:
                 self._receive_close(payload, events)
 
     def _deliver_text(self, payload: bytes, events: list[Event]) -> None:
+        text: Union[str, bytes] = payload
         if self.text_as_bytes:
-            if validate_utf8(payload):
-                events.append(TextMessage(payload))
-            else:
+            if not validate_utf8(payload):
                 self._fail(1007, "invalid UTF-8 in text message")
-            return
-        try:
-            events.append(TextMessage(payload.decode()))
-        except UnicodeDecodeError:
-            self._fail(1007, "invalid UTF-8 in text message")
+                return
+        else:
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:
+                self._fail(1007, "invalid UTF-8 in text message")
+                return
+        if self.sink is None:
+            events.append(TextMessage(text))
+        else:
+            self.sink.on_text(text)
 
     def _fragment(self, payload: bytes, fin: bool, events: list[Event], skip: int) -> None:
         """Add a frame to the incoming message; ``skip`` bytes were validated."""
@@ -342,7 +369,10 @@ class Connection:
                 if self._decoder is None:
                     self._decoder = codecs.getincrementaldecoder("utf-8")()
                 chunk = self._decoder.decode(data, fin)
-            events.append(Fragment(chunk, text, fin))
+            if self.sink is None:
+                events.append(Fragment(chunk, text, fin))
+            else:
+                self.sink.on_fragment(chunk, text, fin)
         else:
             self._msg_parts.append(data)
         if fin:
@@ -350,12 +380,18 @@ class Connection:
                 parts = self._msg_parts
                 message = parts[0] if len(parts) == 1 else b"".join(parts)
                 self._msg_parts = []
+                sink = self.sink
                 if not text:
-                    events.append(BinaryMessage(message))
-                elif self.text_as_bytes:
-                    events.append(TextMessage(message))
+                    if sink is None:
+                        events.append(BinaryMessage(message))
+                    else:
+                        sink.on_binary(message)
                 else:
-                    events.append(TextMessage(message.decode()))
+                    decoded = message if self.text_as_bytes else message.decode()
+                    if sink is None:
+                        events.append(TextMessage(decoded))
+                    else:
+                        sink.on_text(decoded)
             self._msg_opcode = 0
             self._decoder = None
 
@@ -423,7 +459,7 @@ class Connection:
         if self.state is not State.OPEN:
             if self.state is State.CONNECTING:
                 raise InvalidState("the opening handshake is not complete")
-            raise ConnectionClosed(self.close_code, self.close_reason, self.close_sent)
+            raise connection_closed(self.close_code, self.close_reason, self.close_sent)
 
     def _compress(self, compress: Optional[bool], size: int) -> bool:
         deflate = self.deflate

@@ -1,0 +1,29 @@
+"""wsfast on asyncio: servers and clients at two levels.
+
+* The awaitable API: :func:`serve`, :func:`connect`, :class:`WebSocket`
+  (``await ws.recv()``, ``await ws.send(...)``), :func:`broadcast`.
+* The callback API, the fastest path: :func:`create_server`,
+  :func:`create_connection`, a :class:`Listener` per connection and its
+  :class:`WebSocketTransport`.
+"""
+
+from .client import connect, create_connection, parse_uri
+from .connection import WebSocket, broadcast
+from .listener import Listener
+from .options import Options
+from .server import Server, create_server, serve
+from .transport import WebSocketTransport
+
+__all__ = [
+    "serve",
+    "connect",
+    "WebSocket",
+    "broadcast",
+    "Server",
+    "create_server",
+    "create_connection",
+    "Listener",
+    "WebSocketTransport",
+    "Options",
+    "parse_uri",
+]

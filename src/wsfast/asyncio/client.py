@@ -1,0 +1,184 @@
+"""asyncio clients: :func:`connect` (awaitable API) and
+:func:`create_connection` (callback API), for ``ws://`` and ``wss://`` URIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl as ssl_module
+from typing import Any, Generator, Optional, Sequence
+from urllib.parse import urlsplit
+
+from .. import __version__
+from ..exceptions import InvalidURI
+from ..protocol import ClientConnection
+from .connection import WebSocket
+from .listener import Listener
+from .options import Options
+from .server import _split
+from .transport import WebSocketTransport
+
+__all__ = ["connect", "create_connection", "parse_uri", "WebSocketURI"]
+
+USER_AGENT = f"wsfast/{__version__}"
+
+_default_ssl_context: Optional[ssl_module.SSLContext] = None
+
+
+def default_ssl_context() -> ssl_module.SSLContext:
+    """The client's default TLS context: verifies certificates; created once."""
+    global _default_ssl_context
+    if _default_ssl_context is None:
+        _default_ssl_context = ssl_module.create_default_context()
+    return _default_ssl_context
+
+
+class WebSocketURI:
+    """A parsed ``ws://`` or ``wss://`` URI."""
+
+    __slots__ = ("secure", "host", "port", "target")
+
+    def __init__(self, secure: bool, host: str, port: int, target: str) -> None:
+        self.secure = secure
+        self.host = host
+        self.port = port
+        self.target = target
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header value: the port only when not the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.secure else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"WebSocketURI({'wss' if self.secure else 'ws'}://{self.host_header}{self.target})"
+
+
+def parse_uri(uri: str) -> WebSocketURI:
+    """Parse a WebSocket URI; :class:`~wsfast.exceptions.InvalidURI` if it is not one."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURI(uri, str(exc)) from None
+    if parts.scheme not in ("ws", "wss"):
+        raise InvalidURI(uri, "the scheme must be ws or wss")
+    if not parts.hostname:
+        raise InvalidURI(uri, "there is no host")
+    if parts.fragment:
+        raise InvalidURI(uri, "a WebSocket URI cannot have a fragment")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidURI(uri, "user information is not supported")
+    secure = parts.scheme == "wss"
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return WebSocketURI(secure, parts.hostname, port or (443 if secure else 80), target)
+
+
+async def create_connection(
+    listener: Listener,
+    uri: str,
+    *,
+    ssl: Optional[ssl_module.SSLContext] = None,
+    server_hostname: Optional[str] = None,
+    path: Optional[str] = None,
+    sock: Optional[socket.socket] = None,
+    origin: Optional[str] = None,
+    user_agent: Optional[str] = USER_AGENT,
+    **kwargs: Any,
+) -> WebSocketTransport:
+    """Open a callback-level client connection; return its transport once
+    the opening handshake succeeded (``listener.on_open`` has run).
+
+    ``ssl`` defaults to a verifying context for ``wss://``; ``path`` connects
+    to a Unix socket (the URI still gives the Host header and target).
+    Other keyword arguments are :class:`~wsfast.asyncio.options.Options`
+    fields, or go to :meth:`asyncio.loop.create_connection`. Raises
+    :class:`~wsfast.exceptions.InvalidHandshake` (with the server's response)
+    or :class:`~wsfast.exceptions.InvalidURI`, or ``OSError`` and
+    ``asyncio.TimeoutError`` for the network.
+    """
+    wsuri = parse_uri(uri)
+    options, loop_kwargs = _split(kwargs)
+    if wsuri.secure and ssl is None:
+        ssl = default_ssl_context()
+    elif not wsuri.secure and ssl is not None:
+        raise InvalidURI(uri, "an SSL context was given for a ws:// URI")
+    conn = ClientConnection(
+        wsuri.host_header,
+        wsuri.target,
+        origin=origin,
+        subprotocols=options.subprotocols,
+        deflate=options.deflate,
+        extra_headers=options.extra_headers,
+        user_agent=user_agent,
+        **options.head_limits(),
+        **options.connection_options(),  # type: ignore[arg-type]
+    )
+    ws = WebSocketTransport(conn, options, listener=listener)
+    loop = asyncio.get_running_loop()
+
+    async def open_and_handshake() -> None:
+        if ssl is not None:
+            loop_kwargs["server_hostname"] = server_hostname or wsuri.host
+        if path is not None:
+            await loop.create_unix_connection(lambda: ws, path, sock=sock, ssl=ssl, **loop_kwargs)
+        elif sock is not None:
+            await loop.create_connection(lambda: ws, sock=sock, ssl=ssl, **loop_kwargs)
+        else:
+            await loop.create_connection(lambda: ws, wsuri.host, wsuri.port, ssl=ssl, **loop_kwargs)
+        await ws.wait_opened()
+
+    try:
+        if options.open_timeout is None:
+            await open_and_handshake()
+        else:
+            await asyncio.wait_for(open_and_handshake(), options.open_timeout)
+    except BaseException:
+        ws.abort()
+        raise
+    return ws
+
+
+class _Connecting:
+    """What :func:`connect` returns: await it, or use it as an async context
+    manager (which closes the connection on exit)."""
+
+    def __init__(self, uri: str, kwargs: dict[str, Any]) -> None:
+        self._uri = uri
+        self._kwargs = kwargs
+        self._websocket: Optional[WebSocket] = None
+
+    async def _connect(self) -> WebSocket:
+        max_queue = self._kwargs.get("max_queue", Options.max_queue)
+        if self._kwargs.get("stream_messages"):
+            raise ValueError("stream_messages is for the callback API (create_connection)")
+        websocket = WebSocket(max_queue)
+        await create_connection(websocket, self._uri, **self._kwargs)
+        self._websocket = websocket
+        return websocket
+
+    def __await__(self) -> Generator[Any, None, WebSocket]:
+        return self._connect().__await__()
+
+    async def __aenter__(self) -> WebSocket:
+        return await self._connect()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._websocket is not None:
+            await self._websocket.close()
+
+
+def connect(uri: str, *, subprotocols: Sequence[str] = (), **kwargs: Any) -> _Connecting:
+    """Connect to a WebSocket server; the awaitable API.
+
+    ``async with wsfast.connect("ws://127.0.0.1:8765") as ws: ...`` or
+    ``ws = await wsfast.connect(...)``. Keyword arguments are those of
+    :func:`create_connection` (``ssl``, ``origin``, ``extra_headers``,
+    ``open_timeout``, ``max_message_size``...).
+    """
+    kwargs["subprotocols"] = subprotocols
+    return _Connecting(uri, kwargs)

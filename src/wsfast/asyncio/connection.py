@@ -1,0 +1,266 @@
+"""The awaitable API: :class:`WebSocket`, familiar to users of ``websockets``.
+
+Built on the callback level: a :class:`WebSocket` is the
+:class:`~wsfast.asyncio.listener.Listener` of its transport. Received
+messages wait in a queue bounded in bytes (reading from the socket pauses
+above ``max_queue``); ``recv`` creates a waiter only when the queue is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, AsyncIterable, AsyncIterator, Iterable, Optional, Union
+
+from ..codec import OP_BINARY, OP_TEXT, build_frame
+from ..exceptions import ConnectionClosed, ConnectionClosedOK, InvalidState, connection_closed
+from ..http11 import Request, Response
+from ..protocol import State
+from .listener import Listener
+from .transport import WebSocketTransport
+
+__all__ = ["WebSocket", "broadcast"]
+
+Message = Union[str, bytes]
+
+
+class WebSocket(Listener):
+    """One WebSocket connection, with coroutines to send and receive.
+
+    ``async for message in ws`` iterates until the connection closes
+    normally; ``recv`` raises :class:`~wsfast.exceptions.ConnectionClosed`
+    once the queue is empty and the connection closed.
+    """
+
+    __slots__ = ("_ws", "_queue", "_queued", "_waiter", "_high", "_low", "_paused", "_closed")
+
+    def __init__(self, max_queue: int) -> None:
+        self._ws: Optional[WebSocketTransport] = None
+        self._queue: deque[Message] = deque()
+        self._queued = 0
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._high = max_queue
+        self._low = max_queue // 4
+        self._paused = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self._ws!r}>"
+
+    # ------------------------------------------------------------ Listener
+
+    def on_open(self, ws: WebSocketTransport) -> None:
+        self._ws = ws
+
+    def on_text(self, data: Union[str, bytes]) -> None:
+        self._put(data)
+
+    def on_binary(self, data: bytes) -> None:
+        self._put(data)
+
+    def _put(self, data: Message) -> None:
+        self._queue.append(data)
+        self._queued += len(data)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._queued > self._high and not self._paused:
+            transport = self.transport.transport
+            if transport is not None:
+                transport.pause_reading()
+                self._paused = True
+
+    def on_close(self, code: int, reason: str) -> None:
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def transport(self) -> WebSocketTransport:
+        """The callback-level transport underneath."""
+        if self._ws is None:
+            raise InvalidState("the connection is not open yet")
+        return self._ws
+
+    @property
+    def id(self) -> int:
+        """A number that identifies the connection in logs."""
+        return self.transport.id
+
+    @property
+    def state(self) -> State:
+        return self.transport.state
+
+    @property
+    def subprotocol(self) -> Optional[str]:
+        return self.transport.subprotocol
+
+    @property
+    def request(self) -> Optional[Request]:
+        return self.transport.request
+
+    @property
+    def response(self) -> Optional[Response]:
+        return self.transport.response
+
+    @property
+    def remote_address(self) -> Any:
+        return self.transport.remote_address
+
+    @property
+    def close_code(self) -> Optional[int]:
+        """The close code received (1006 if none), once the connection closed."""
+        return self.transport.close_code if self._closed else None
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        return self.transport.close_reason if self._closed else None
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last ping answered, in seconds."""
+        return self.transport.latency
+
+    # ------------------------------------------------------------ receiving
+
+    async def recv(self) -> Message:
+        """The next message: ``str`` for text, ``bytes`` for binary."""
+        queue = self._queue
+        while not queue:
+            if self._closed:
+                ws = self.transport
+                raise connection_closed(ws.close_code, ws.close_reason, ws.conn.close_sent)
+            if self._waiter is not None:
+                raise RuntimeError("another coroutine is already waiting in recv()")
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        data = queue.popleft()
+        self._queued -= len(data)
+        if self._paused and self._queued <= self._low:
+            self._paused = False
+            transport = self.transport.transport
+            if transport is not None:
+                transport.resume_reading()
+        return data
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosedOK:
+                return
+
+    # ------------------------------------------------------------ sending
+
+    async def send(self, message: Union[Message, bytearray, memoryview, Iterable[Message], AsyncIterable[Message]]) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary; an
+        (async) iterable of ``str`` or of bytes as a fragmented message.
+        Waits while the transport's write buffer is above ``write_limit``."""
+        ws = self.transport
+        if isinstance(message, str):
+            ws.send_text(message)
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            ws.send_binary(message)
+        elif isinstance(message, dict):
+            raise TypeError("cannot send a dict: encode it first (json.dumps)")
+        elif hasattr(message, "__aiter__"):
+            await self._send_fragments(message.__aiter__())  # type: ignore[union-attr]
+            return
+        elif hasattr(message, "__iter__"):
+            await self._send_fragments(_aiter(message))  # type: ignore[arg-type]
+            return
+        else:
+            raise TypeError(f"cannot send {type(message).__name__}")
+        if ws._writing_paused:
+            await ws.drain()
+
+    async def _send_fragments(self, fragments: AsyncIterator[Message]) -> None:
+        ws = self.transport
+        try:
+            previous = await fragments.__anext__()
+        except StopAsyncIteration:
+            return
+        text = isinstance(previous, str)
+        first = True
+        async for fragment in fragments:
+            if isinstance(fragment, str) is not text:
+                raise TypeError("all fragments of a message must be str, or all bytes")
+            ws.send_fragment(previous, False, text=text if first else None)
+            first = False
+            previous = fragment
+            if ws._writing_paused:
+                await ws.drain()
+        ws.send_fragment(previous, True, text=text if first else None)
+
+    async def ping(self, data: Optional[bytes] = None) -> float:
+        """Send a ping and wait for its pong; return the round-trip time."""
+        return await self.transport.ping(data)
+
+    async def pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong."""
+        self.transport.pong(data)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection and wait until it is closed (at most
+        ``close_timeout``, then the TCP connection is aborted)."""
+        ws = self.transport
+        try:
+            ws.close(code, reason)
+        except ConnectionClosed:
+            pass
+        await ws.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
+        await self.transport.wait_closed()
+
+
+async def _aiter(items: Iterable[Message]) -> AsyncIterator[Message]:
+    for item in items:
+        yield item
+
+
+def broadcast(
+    connections: Iterable[Union[WebSocket, WebSocketTransport]],
+    message: Union[str, bytes],
+) -> list[Union[WebSocket, WebSocketTransport]]:
+    """Send ``message`` to every open connection; return those skipped.
+
+    The frame is built once and written to every connection uncompressed
+    (RFC 7692 allows any message to be sent uncompressed). A connection is
+    skipped, not buffered without bound, when it is not open, is in the
+    middle of a fragmented message, or its write buffer is already above its
+    ``write_limit`` (a slow consumer).
+    """
+    if isinstance(message, str):
+        opcode, payload = OP_TEXT, message.encode()
+    else:
+        opcode, payload = OP_BINARY, bytes(message)
+    frame: Optional[bytes] = None
+    skipped: list[Union[WebSocket, WebSocketTransport]] = []
+    for connection in connections:
+        ws = connection.transport if isinstance(connection, WebSocket) else connection
+        conn = ws.conn
+        if (
+            conn.state is not State.OPEN
+            or conn._send_opcode
+            or ws.write_buffer_size() > ws.options.write_limit
+        ):
+            skipped.append(connection)
+            continue
+        if conn._mask:  # a client connection: each frame needs its own key
+            ws.send_frame_bytes(build_frame(opcode, payload, True, 0, True))
+            continue
+        if frame is None:
+            frame = build_frame(opcode, payload, True, 0, None)
+        ws.send_frame_bytes(frame)
+    return skipped

@@ -1,0 +1,88 @@
+"""Options of a server or a client connection, with their defaults.
+
+One :class:`Options` object is shared by every connection of a server, so
+options cost no memory per connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from ..extensions import PerMessageDeflate
+from ..handshake import SubprotocolSelector
+from ..http11 import MAX_HEAD_SIZE, MAX_HEADERS, MAX_LINE_LENGTH
+from ..protocol import MAX_MESSAGE_SIZE
+
+__all__ = ["Options"]
+
+
+@dataclass
+class Options:
+    """Everything a connection is configured with.
+
+    Limits:
+        max_message_size: largest message accepted, in bytes after
+            decompression (``None``: no limit); larger closes with 1009.
+        max_frame_size: largest frame accepted (default: ``max_message_size``).
+        max_queue: bytes of received messages the awaitable API buffers
+            before it stops reading from the socket (resumes below a quarter).
+        write_limit: high-water mark of the transport's write buffer, in
+            bytes; above it :meth:`send` waits and listeners get
+            ``pause_writing``.
+        max_line_length, max_headers, max_head_size: limits of the HTTP
+            upgrade request or response (see :mod:`wsfast.http11`).
+    Timeouts (seconds, ``None`` to disable):
+        open_timeout: for the opening handshake.
+        close_timeout: for the closing handshake, after which the TCP
+            connection is aborted.
+        ping_interval, ping_timeout: a keepalive ping every
+            ``ping_interval``; no pong within ``ping_timeout`` closes the
+            connection with 1011.
+    Negotiation:
+        subprotocols: offered (client) or supported in order of preference
+            (server). select_subprotocol: a server's own rule.
+        deflate: permessage-deflate configuration, ``None`` to disable.
+        origins: allowed ``Origin`` values (server; ``None`` in the list
+            admits requests without one).
+        extra_headers: added to the request (client) or response (server).
+    Delivery:
+        text_as_bytes: text messages as validated UTF-8 ``bytes``.
+        stream_messages: messages as fragments when they arrive.
+    """
+
+    max_message_size: Optional[int] = MAX_MESSAGE_SIZE
+    max_frame_size: Optional[int] = None
+    max_queue: int = 4 * MAX_MESSAGE_SIZE
+    write_limit: int = 65536
+    max_line_length: int = MAX_LINE_LENGTH
+    max_headers: int = MAX_HEADERS
+    max_head_size: int = MAX_HEAD_SIZE
+    open_timeout: Optional[float] = 10.0
+    close_timeout: Optional[float] = 10.0
+    ping_interval: Optional[float] = 20.0
+    ping_timeout: Optional[float] = 20.0
+    subprotocols: Sequence[str] = ()
+    select_subprotocol: Optional[SubprotocolSelector] = None
+    deflate: Optional[PerMessageDeflate] = field(default_factory=PerMessageDeflate)
+    origins: Optional[Sequence[Optional[str]]] = None
+    extra_headers: Sequence[tuple[str, str]] = ()
+    text_as_bytes: bool = False
+    stream_messages: bool = False
+
+    def connection_options(self) -> dict[str, object]:
+        """Keyword arguments for :class:`~wsfast.protocol.Connection`."""
+        return {
+            "max_message_size": self.max_message_size,
+            "max_frame_size": self.max_frame_size,
+            "text_as_bytes": self.text_as_bytes,
+            "stream_messages": self.stream_messages,
+        }
+
+    def head_limits(self) -> dict[str, int]:
+        """Keyword arguments for the HTTP head limits."""
+        return {
+            "max_line_length": self.max_line_length,
+            "max_headers": self.max_headers,
+            "max_head_size": self.max_head_size,
+        }

@@ -1,0 +1,294 @@
+"""asyncio servers: :func:`serve` (awaitable API) and :func:`create_server`
+(callback API).
+
+Both accept ``ws://`` and, with an :class:`ssl.SSLContext`, ``wss://``
+connections on TCP or a Unix socket, check and answer the opening
+handshake, and track their connections for a graceful shutdown:
+:meth:`Server.close` closes every connection with 1001 and waits for the
+handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as ssl_module
+from typing import Any, Awaitable, Callable, Generator, Mapping, Optional, Union
+
+from .. import __version__
+from ..exceptions import ConnectionClosed
+from ..handshake import error_response
+from ..http11 import Request, Response
+from ..protocol import ServerConnection, State
+from .connection import WebSocket
+from .listener import Listener
+from .options import Options
+from .transport import RequestResult, WebSocketTransport
+
+__all__ = ["Server", "serve", "create_server", "Handler", "ProcessRequest"]
+
+logger = logging.getLogger("wsfast")
+
+Handler = Callable[[WebSocket], Awaitable[Any]]
+"""A coroutine function run for each connection of :func:`serve`."""
+
+ProcessRequest = Callable[
+    [WebSocketTransport, Request], Union[Optional[Response], Awaitable[Optional[Response]]]
+]
+"""Called with each request before the upgrade: return a
+:class:`~wsfast.http11.Response` to answer it (authentication, health
+checks, plain HTTP pages), or ``None`` to go on with the WebSocket upgrade."""
+
+ListenerFactory = Callable[[WebSocketTransport, Request], Union[RequestResult, Awaitable[RequestResult]]]
+
+SERVER_HEADER = f"wsfast/{__version__}"
+
+
+class Server:
+    """A running WebSocket server.
+
+    ``connections`` holds the open connections' transports. Use it as an
+    async context manager, or call :meth:`close` and :meth:`wait_closed`.
+    """
+
+    def __init__(
+        self,
+        factory: ListenerFactory,
+        options: Options,
+        *,
+        max_connections: Optional[int] = None,
+        server_header: Optional[str] = SERVER_HEADER,
+    ) -> None:
+        self.options = options
+        self.max_connections = max_connections
+        self.server_header = server_header
+        self.connections: set[WebSocketTransport] = set()
+        self._factory = factory
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    def _protocol(self) -> WebSocketTransport:
+        options = self.options
+        conn = ServerConnection(
+            subprotocols=options.subprotocols,
+            select_subprotocol=options.select_subprotocol,
+            origins=options.origins,
+            deflate=options.deflate,
+            server_header=self.server_header,
+            **options.head_limits(),
+            **options.connection_options(),  # type: ignore[arg-type]
+        )
+        ws = WebSocketTransport(conn, options, on_request=self._on_request, server=self)
+        self.connections.add(ws)
+        return ws
+
+    def _on_request(self, ws: WebSocketTransport, request: Request) -> Any:
+        if self._closing:
+            return error_response(503, "Server shutting down")
+        if self.max_connections is not None and len(self.connections) > self.max_connections:
+            return error_response(503, "Too many connections", [("Retry-After", "1")])
+        return self._factory(ws, request)
+
+    def _forget(self, ws: WebSocketTransport) -> None:
+        self.connections.discard(ws)
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return tuple(self._server.sockets) if self._server is not None else ()
+
+    @property
+    def port(self) -> int:
+        """The TCP port of the first listening socket (handy with port 0)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop accepting connections and close the open ones with ``code``."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for ws in list(self.connections):
+            if ws.conn.state is State.OPEN:
+                try:
+                    ws.close(code, reason)
+                except ConnectionClosed:
+                    pass
+            elif ws.conn.state is State.CONNECTING:
+                ws.abort()
+
+    async def wait_closed(self) -> None:
+        """Wait until the listening sockets, connections and handlers are done."""
+        if self._server is not None:
+            await self._server.wait_closed()
+        while self.connections or self._tasks:
+            pending = [ws.wait_closed() for ws in list(self.connections)] + list(self._tasks)
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+        await self.wait_closed()
+
+    async def _start(
+        self,
+        host: Optional[str],
+        port: Optional[int],
+        *,
+        path: Optional[str],
+        sock: Optional[socket.socket],
+        ssl: Optional[ssl_module.SSLContext],
+        **kwargs: Any,
+    ) -> Server:
+        loop = asyncio.get_running_loop()
+        if path is not None:
+            self._server = await loop.create_unix_server(self._protocol, path, sock=sock, ssl=ssl, **kwargs)
+        else:
+            self._server = await loop.create_server(self._protocol, host, port, sock=sock, ssl=ssl, **kwargs)
+        return self
+
+
+class _Starting:
+    """What :func:`serve` and :func:`create_server` return: await it, or use
+    it as an async context manager."""
+
+    def __init__(self, server: Server, start: Callable[[], Awaitable[Server]]) -> None:
+        self._server = server
+        self._start = start
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._server.__aexit__(*exc_info)
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[Options, dict[str, Any]]:
+    """Separate connection options from the event loop's server options."""
+    fields = Options.__dataclass_fields__
+    options = Options(**{k: kwargs.pop(k) for k in list(kwargs) if k in fields})
+    return options, kwargs
+
+
+def create_server(
+    factory: ListenerFactory,
+    host: Optional[str] = None,
+    port: Optional[int] = None,
+    *,
+    path: Optional[str] = None,
+    sock: Optional[socket.socket] = None,
+    ssl: Optional[ssl_module.SSLContext] = None,
+    max_connections: Optional[int] = None,
+    server_header: Optional[str] = SERVER_HEADER,
+    **kwargs: Any,
+) -> _Starting:
+    """Start a callback-level server.
+
+    ``factory(transport, request)`` decides each upgrade request: it returns
+    a :class:`~wsfast.asyncio.listener.Listener` (accept), a
+    :class:`~wsfast.http11.Response` (reject), ``None`` (404), or an awaitable
+    of one of them. ``path`` serves on a Unix socket. Other keyword arguments
+    are :class:`~wsfast.asyncio.options.Options` fields, or go to
+    :meth:`asyncio.loop.create_server` (``backlog``, ``reuse_port``...).
+    ``max_connections`` answers 503 above that many connections.
+    """
+    options, loop_kwargs = _split(kwargs)
+    server = Server(factory, options, max_connections=max_connections, server_header=server_header)
+    return _Starting(
+        server, lambda: server._start(host, port, path=path, sock=sock, ssl=ssl, **loop_kwargs)
+    )
+
+
+def serve(
+    handler: Union[Handler, Mapping[str, Handler]],
+    host: Optional[str] = None,
+    port: Optional[int] = None,
+    *,
+    process_request: Optional[ProcessRequest] = None,
+    **kwargs: Any,
+) -> _Starting:
+    """Start a server that runs ``handler(websocket)`` for each connection.
+
+    ``handler`` is a coroutine function, or a mapping from request path to
+    coroutine function (routing; an unknown path gets 404). When it returns
+    the connection is closed with 1000; if it raises, with 1011.
+    ``process_request(transport, request)`` may answer a request with a
+    plain HTTP response instead (it may be a coroutine function). Every
+    other keyword argument is as for :func:`create_server`. Use as::
+
+        async with wsfast.serve(handler, "127.0.0.1", 8765) as server:
+            await server.serve_forever()
+    """
+    routes = handler if isinstance(handler, Mapping) else None
+    server_ref: list[Server] = []
+
+    def factory(ws: WebSocketTransport, request: Request) -> Any:
+        target = routes.get(request.path) if routes is not None else handler
+        if target is None:
+            return error_response(404, "Not Found")
+        if process_request is None:
+            return _accept(ws, target)
+        answer = process_request(ws, request)
+        if asyncio.iscoroutine(answer) or isinstance(answer, asyncio.Future):
+            return _decide_later(ws, target, answer)
+        return answer if answer is not None else _accept(ws, target)
+
+    async def _decide_later(ws: WebSocketTransport, target: Handler, answer: Awaitable[Optional[Response]]) -> Any:
+        response = await answer
+        return response if response is not None else _accept(ws, target)
+
+    def _accept(ws: WebSocketTransport, target: Handler) -> WebSocket:
+        websocket = _HandledWebSocket(ws.options.max_queue, target, server_ref[0])
+        return websocket
+
+    starting = create_server(factory, host, port, **kwargs)
+    if starting._server.options.stream_messages:
+        raise ValueError("stream_messages is for the callback API (create_server)")
+    server_ref.append(starting._server)
+    return starting
+
+
+class _HandledWebSocket(WebSocket):
+    """A :class:`WebSocket` that runs the server's handler once open."""
+
+    __slots__ = ("_handler", "_server")
+
+    def __init__(self, max_queue: int, handler: Handler, server: Server) -> None:
+        super().__init__(max_queue)
+        self._handler = handler
+        self._server = server
+
+    def on_open(self, ws: WebSocketTransport) -> None:
+        super().on_open(ws)
+        self._server._track(asyncio.get_running_loop().create_task(self._run()))
+
+    async def _run(self) -> None:
+        ws = self.transport
+        try:
+            await self._handler(self)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("connection #%d: error in the connection handler", ws.id)
+            if ws.conn.state is State.OPEN:
+                ws.close(1011, "internal error")
+        else:
+            if ws.conn.state is State.OPEN:
+                ws.close(1000)
+        await ws.wait_closed()

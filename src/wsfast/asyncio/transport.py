@@ -1,0 +1,521 @@
+"""The asyncio transport: one :class:`WebSocketTransport` per connection.
+
+An :class:`asyncio.BufferedProtocol` that drives a sans-I/O
+:class:`~wsfast.protocol.Connection`: the event loop reads into a buffer
+shared by every connection of the thread (so an idle connection holds no
+read buffer), every frame of a read is parsed in one codec call, messages
+go to the :class:`~wsfast.asyncio.listener.Listener` by direct calls, and
+each send is one ``transport.write``. Keepalive uses one timer per
+connection, re-armed once per ping interval, never per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+from typing import Any, Awaitable, Callable, Optional, Union
+
+from ..events import CloseReceived, HandshakeFailed, Ping, Pong
+from ..exceptions import ConnectionClosed, InvalidHandshake, connection_closed
+from ..http11 import Request, Response
+from ..protocol import ClientConnection, Connection, ServerConnection, State
+from .listener import Listener
+from .options import Options
+
+__all__ = ["WebSocketTransport", "RequestHandler", "READ_BUFFER_SIZE"]
+
+logger = logging.getLogger("wsfast")
+
+READ_BUFFER_SIZE = 262144
+"""Size of the read buffer shared by the connections of a thread (256 KiB)."""
+
+_local = threading.local()
+_ids = itertools.count(1)
+
+RequestResult = Union[Listener, Response, None]
+RequestHandler = Callable[["WebSocketTransport", Request], Union[RequestResult, Awaitable[RequestResult]]]
+"""A server's answer to an upgrade request: a :class:`Listener` to accept,
+a :class:`~wsfast.http11.Response` to reject, ``None`` for 404; or an
+awaitable of one of those."""
+
+
+def _read_buffer() -> memoryview:
+    view: Optional[memoryview] = getattr(_local, "view", None)
+    if view is None:
+        view = _local.view = memoryview(bytearray(READ_BUFFER_SIZE))
+    return view
+
+
+class WebSocketTransport(asyncio.BufferedProtocol):
+    """One WebSocket connection over an asyncio transport.
+
+    Created by :func:`~wsfast.asyncio.server.create_server` and
+    :func:`~wsfast.asyncio.client.create_connection`; the listener gets it in
+    :meth:`Listener.on_open` and sends through it. ``send_*`` write
+    synchronously; watch :meth:`Listener.pause_writing` for backpressure.
+    """
+
+    __slots__ = (
+        "id",
+        "conn",
+        "listener",
+        "options",
+        "_loop",
+        "_transport",
+        "_on_request",
+        "_view",
+        "_timer",
+        "_last_recv",
+        "_pings",
+        "_ping_count",
+        "latency",
+        "_opened",
+        "_closed",
+        "_writing_paused",
+        "_drain_waiters",
+        "remote_address",
+        "_server",
+    )
+
+    def __init__(
+        self,
+        conn: Connection,
+        options: Options,
+        *,
+        on_request: Optional[RequestHandler] = None,
+        listener: Optional[Listener] = None,
+        server: Any = None,
+    ) -> None:
+        self.id = next(_ids)
+        self.conn = conn
+        self.options = options
+        self.listener = listener
+        self._on_request = on_request
+        self._server = server
+        self._loop = asyncio.get_running_loop()
+        self._transport: Optional[asyncio.Transport] = None
+        self._view = _read_buffer()
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._last_recv = 0.0
+        self._pings: dict[bytes, tuple[float, Optional[asyncio.Future[float]]]] = {}
+        self._ping_count = 0
+        #: Round-trip time of the last ping answered, in seconds.
+        self.latency = 0.0
+        #: Resolved when the handshake succeeds (the exception if it fails).
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        #: Resolved when the transport is closed.
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self.remote_address: Any = None
+
+    def __repr__(self) -> str:
+        return f"<WebSocketTransport #{self.id} {self.conn.role.value} {self.conn.state.name}>"
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> State:
+        return self.conn.state
+
+    @property
+    def subprotocol(self) -> Optional[str]:
+        return self.conn.subprotocol
+
+    @property
+    def request(self) -> Optional[Request]:
+        """The upgrade request (sent by a client, received by a server)."""
+        return getattr(self.conn, "request", None)
+
+    @property
+    def response(self) -> Optional[Response]:
+        """The upgrade response (received by a client, sent by a server)."""
+        return getattr(self.conn, "response", None)
+
+    @property
+    def close_code(self) -> int:
+        return self.conn.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self.conn.close_reason
+
+    @property
+    def transport(self) -> Optional[asyncio.Transport]:
+        return self._transport
+
+    def write_buffer_size(self) -> int:
+        """Bytes queued in the transport, not yet handed to the kernel."""
+        return self._transport.get_write_buffer_size() if self._transport else 0
+
+    # ------------------------------------------------------------ sending
+
+    def send_text(self, data: Union[str, bytes], compress: Optional[bool] = None) -> None:
+        """Send a text message (``bytes`` must already be UTF-8)."""
+        self._write(self.conn.send_text(data, compress=compress))
+
+    def send_binary(self, data: Union[bytes, bytearray, memoryview], compress: Optional[bool] = None) -> None:
+        """Send a binary message."""
+        self._write(self.conn.send_binary(data, compress=compress))
+
+    def send(self, data: Union[str, bytes, bytearray, memoryview], compress: Optional[bool] = None) -> None:
+        """Send ``str`` as text and bytes-like data as binary."""
+        if isinstance(data, str):
+            self._write(self.conn.send_text(data, compress=compress))
+        else:
+            self._write(self.conn.send_binary(data, compress=compress))
+
+    def send_fragment(self, data: Union[str, bytes], fin: bool, *, text: Optional[bool] = None) -> None:
+        """Send one fragment: the first one says ``text`` (True/False), the
+        following ones leave it ``None``; ``fin`` ends the message."""
+        conn = self.conn
+        if text is None:
+            self._write(conn.send_continuation(data, fin=fin))
+        elif text:
+            self._write(conn.send_text(data, fin=fin))
+        else:
+            if isinstance(data, str):
+                raise TypeError("binary fragments must be bytes")
+            self._write(conn.send_binary(data, fin=fin))
+
+    def send_frame_bytes(self, frame: bytes) -> None:
+        """Write an already framed message (see :func:`~wsfast.asyncio.broadcast`)."""
+        if self.conn.state is not State.OPEN:
+            raise connection_closed(self.close_code, self.close_reason, self.conn.close_sent)
+        self._write(frame)
+
+    def ping(self, data: Optional[bytes] = None) -> asyncio.Future[float]:
+        """Send a ping; the future gives the round-trip time when its pong
+        (or a later one) arrives."""
+        if data is None:
+            self._ping_count += 1
+            data = self._ping_count.to_bytes(4, "big") + os.urandom(4)
+        future: asyncio.Future[float] = self._loop.create_future()
+        self._send_ping(bytes(data), future)
+        return future
+
+    def _send_ping(self, data: bytes, future: Optional[asyncio.Future[float]]) -> None:
+        if data in self._pings:
+            raise ValueError("a ping with this payload is already waiting")
+        frame = self.conn.send_ping(data)
+        self._write(frame)
+        self._pings[data] = (self._loop.time(), future)
+
+    def pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong."""
+        self._write(self.conn.send_pong(data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; the transport closes when it ends
+        (or after ``close_timeout``). Before the handshake: abort."""
+        conn = self.conn
+        if conn.state is State.CONNECTING:
+            self.abort()
+            return
+        frame = conn.send_close(code, reason)
+        if frame:
+            self._write(frame)
+            self._after_close_frame()
+
+    def abort(self) -> None:
+        """Close the transport at once, without a closing handshake."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if self._writing_paused:
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+        if self._closed.done() and self.conn.state is State.CLOSED:
+            raise connection_closed(self.close_code, self.close_reason, self.conn.close_sent)
+
+    async def wait_opened(self) -> None:
+        """Wait for the opening handshake; raises if it fails."""
+        await asyncio.shield(self._opened)
+
+    async def wait_closed(self) -> None:
+        """Wait until the transport is closed."""
+        await asyncio.shield(self._closed)
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise connection_closed(self.close_code, self.close_reason, self.conn.close_sent)
+        transport.write(data)
+
+    # ------------------------------------------------------------ asyncio.BufferedProtocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.remote_address = transport.get_extra_info("peername")
+        options = self.options
+        transport.set_write_buffer_limits(high=options.write_limit)
+        self._last_recv = self._loop.time()
+        if options.open_timeout is not None:
+            self._timer = self._loop.call_later(options.open_timeout, self._open_timed_out)
+        data = self.conn.data_to_send()  # the client's request
+        if data:
+            transport.write(data)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        conn = self.conn
+        self._last_recv = self._loop.time()
+        try:
+            events = conn.receive_data(self._view[:nbytes])
+            if events:
+                self._handle_events(events)
+        except Exception as exc:  # a listener callback failed
+            self._internal_error(exc)
+            return
+        out = conn.data_to_send()
+        if out and self._transport is not None:
+            self._transport.write(out)
+        if conn.state is not State.OPEN and conn.state is not State.CONNECTING:
+            self._after_close_frame()
+
+    def eof_received(self) -> Optional[bool]:
+        return None  # let the transport close; connection_lost follows
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        conn = self.conn
+        was_connecting = conn.state is State.CONNECTING
+        events = conn.receive_eof()
+        self._cancel_timer()
+        for _, future in self._pings.values():
+            if future is not None and not future.done():
+                future.set_exception(connection_closed(conn.close_code, conn.close_reason, conn.close_sent))
+                future.exception()  # retrieved: whoever awaits it still gets it
+        self._pings.clear()
+        self._wake_drain()
+        if not self._opened.done():
+            error = events[0].error if events and isinstance(events[0], HandshakeFailed) else None
+            self._opened.set_exception(
+                error if error is not None else ConnectionClosed(1006, "connection lost during the opening handshake")
+            )
+            self._opened.exception()  # mark retrieved: nobody may be waiting
+        if not was_connecting and self.listener is not None:
+            try:
+                self.listener.on_close(conn.close_code, conn.close_reason)
+            except Exception:
+                logger.exception("connection #%d: error in on_close", self.id)
+        if self._server is not None:
+            self._server._forget(self)
+        if not self._closed.done():
+            self._closed.set_result(None)
+        self._transport = None
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        if self.listener is not None:
+            self.listener.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_drain()
+        if self.listener is not None:
+            self.listener.resume_writing()
+
+    def _wake_drain(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------ events
+
+    def _handle_events(self, events: list[Any]) -> None:
+        listener = self.listener
+        for event in events:
+            kind = type(event)
+            if kind is Ping:
+                if listener is not None:
+                    listener.on_ping(event.data)
+            elif kind is Pong:
+                self._got_pong(event.data)
+                if listener is not None:
+                    listener.on_pong(event.data)
+            elif kind is CloseReceived:
+                pass  # the reply is queued; on_close comes with connection_lost
+            elif kind is Request:
+                self._got_request(event)
+            elif kind is Response:
+                self._opened_ok()
+            elif kind is HandshakeFailed:
+                self._handshake_failed(event.error)
+
+    def _got_request(self, request: Request) -> None:
+        assert self._on_request is not None
+        result = self._on_request(self, request)
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            assert self._transport is not None
+            self._transport.pause_reading()
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(self._request_decided)
+        else:
+            self._answer_request(result)  # type: ignore[arg-type]
+
+    def _request_decided(self, task: asyncio.Future[RequestResult]) -> None:
+        if self._transport is None:
+            return
+        if task.cancelled():
+            self.abort()
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("connection #%d: error while processing the request", self.id, exc_info=exc)
+            from ..handshake import error_response
+
+            result: RequestResult = error_response(500, "Internal Server Error")
+        else:
+            result = task.result()
+        self._transport.resume_reading()
+        try:
+            self._answer_request(result)
+        except Exception as error:
+            self._internal_error(error)
+
+    def _answer_request(self, result: RequestResult) -> None:
+        conn = self.conn
+        assert isinstance(conn, ServerConnection) and self._transport is not None
+        if result is None:
+            from ..handshake import error_response
+
+            result = error_response(404, "Not Found")
+        if isinstance(result, Response):
+            self._transport.write(conn.reject(result))
+            self._transport.close()
+            self._handshake_failed(InvalidHandshake(f"rejected with HTTP {result.status}", result))
+            return
+        try:
+            response = conn.accept(extra_headers=self.options.extra_headers)
+        except InvalidHandshake as exc:
+            self._transport.write(conn.reject(exc.response))  # type: ignore[arg-type]
+            self._transport.close()
+            self._handshake_failed(exc)
+            return
+        self._transport.write(response)
+        self.listener = result
+        conn.sink = result
+        self._opened_ok()
+        # Frames that arrived with the request.
+        events = conn.receive_data(b"")
+        if events:
+            self._handle_events(events)
+
+    def _opened_ok(self) -> None:
+        self._cancel_timer()
+        if self.listener is not None:
+            self.conn.sink = self.listener
+        self._arm_keepalive()
+        if not self._opened.done():
+            self._opened.set_result(None)
+        if self.listener is not None:
+            self.listener.on_open(self)
+
+    def _handshake_failed(self, error: Exception) -> None:
+        self._cancel_timer()
+        if not self._opened.done():
+            self._opened.set_exception(error)
+            self._opened.exception()
+        out = self.conn.data_to_send()
+        if self._transport is not None:
+            if out:
+                self._transport.write(out)
+            self._transport.close()
+
+    def _internal_error(self, exc: BaseException) -> None:
+        logger.error("connection #%d: unexpected error, closing with 1011", self.id, exc_info=exc)
+        conn = self.conn
+        if conn.state is State.OPEN:
+            try:
+                self._write(conn.send_close(1011, "internal error"))
+            except ConnectionClosed:
+                pass
+            self._after_close_frame()
+        else:
+            self.abort()
+
+    # ------------------------------------------------------------ timers
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _open_timed_out(self) -> None:
+        self._timer = None
+        logger.info("connection #%d: opening handshake timed out", self.id)
+        self._handshake_failed(asyncio.TimeoutError("opening handshake timed out"))
+        self.abort()
+
+    def _after_close_frame(self) -> None:
+        """A close frame went out or came in: end the transport in time."""
+        conn = self.conn
+        transport = self._transport
+        if transport is None:
+            return
+        if conn.should_close_transport:
+            self._cancel_timer()
+            transport.close()
+        elif self._timer is None or self._timer.when() > self._loop.time() + (self.options.close_timeout or 0):
+            self._cancel_timer()
+            if self.options.close_timeout is not None:
+                self._timer = self._loop.call_later(self.options.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self._timer = None
+        logger.info("connection #%d: closing handshake timed out", self.id)
+        self.abort()
+
+    def _arm_keepalive(self) -> None:
+        interval = self.options.ping_interval
+        if interval is not None:
+            self._timer = self._loop.call_later(interval, self._keepalive)
+
+    def _keepalive(self) -> None:
+        self._timer = None
+        if self.conn.state is not State.OPEN:
+            return
+        try:
+            self._send_ping(b"keepalive" + os.urandom(4), None)
+        except ConnectionClosed:
+            return
+        timeout = self.options.ping_timeout
+        if timeout is not None:
+            self._timer = self._loop.call_later(timeout, self._ping_timed_out)
+        else:
+            self._arm_keepalive()
+
+    def _ping_timed_out(self) -> None:
+        self._timer = None
+        logger.info("connection #%d: keepalive ping timed out, closing with 1011", self.id)
+        try:
+            self.close(1011, "keepalive ping timeout")
+        except ConnectionClosed:
+            self.abort()
+
+    def _got_pong(self, data: bytes) -> None:
+        pings = self._pings
+        if data not in pings:
+            return
+        now = self._loop.time()
+        # A pong answers its ping and every earlier one (RFC 6455 section 5.5.3).
+        for payload in list(pings):
+            sent_at, future = pings.pop(payload)
+            if future is not None and not future.done():
+                future.set_result(now - sent_at)
+            if payload == data:
+                self.latency = now - sent_at
+                if payload.startswith(b"keepalive") and self.conn.state is State.OPEN:
+                    self._cancel_timer()
+                    self._arm_keepalive()
+                break

@@ -287,7 +287,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         conn = self.conn
-        was_connecting = conn.state is State.CONNECTING
+        opened = self._opened.done() and self._opened.exception() is None
         events = conn.receive_eof()
         self._cancel_timer()
         for _, future in self._pings.values():
@@ -302,7 +302,9 @@ class WebSocketTransport(asyncio.BufferedProtocol):
                 error if error is not None else ConnectionClosed(1006, "connection lost during the opening handshake")
             )
             self._opened.exception()  # mark retrieved: nobody may be waiting
-        if not was_connecting and self.listener is not None:
+        if opened:
+            logger.info("connection #%d: closed (code %d)", self.id, conn.close_code)
+        if opened and self.listener is not None:
             try:
                 self.listener.on_close(conn.close_code, conn.close_reason)
             except Exception:
@@ -412,6 +414,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             self._handle_events(events)
 
     def _opened_ok(self) -> None:
+        logger.info("connection #%d: open (%s, peer %s)", self.id, self.conn.role.value, self.remote_address)
         self._cancel_timer()
         if self.listener is not None:
             self.conn.sink = self.listener

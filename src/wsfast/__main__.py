@@ -1,0 +1,7 @@
+"""``python -m wsfast``: the same as the ``wsfast`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

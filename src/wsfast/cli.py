@@ -1,0 +1,314 @@
+"""The ``wsfast`` command: ``serve``, ``connect`` and ``bench``.
+
+``wsfast serve`` runs an echo endpoint at ``/echo`` and a chat room at ``/``
+(a page with its own JavaScript client, so people can chat between browser
+tabs). ``wsfast connect URI`` is an interactive client. ``wsfast bench``
+measures a local echo round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+import threading
+import time
+from typing import Any, Optional, Sequence
+
+from . import HAS_SPEEDUPS, IMPLEMENTATION, __version__
+from .asyncio import WebSocket, broadcast, connect, serve
+from .asyncio.transport import WebSocketTransport
+from .exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from .http11 import Headers, Request, Response, header_tokens
+
+__all__ = ["main", "CHAT_PAGE"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+CHAT_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>wsfast chat</title>
+<style>
+  body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; }
+  #log { border: 1px solid #ccc; height: 20rem; overflow-y: auto; padding: .5rem; }
+  #log p { margin: .2rem 0; }
+  .system { color: #777; font-style: italic; }
+  form { display: flex; gap: .5rem; margin-top: .5rem; }
+  #text { flex: 1; }
+</style>
+</head>
+<body>
+<h1>wsfast chat</h1>
+<p id="status" class="system">connecting...</p>
+<div id="log"></div>
+<form id="form"><input id="text" autocomplete="off" placeholder="Say something">
+<button>Send</button></form>
+<script>
+const log = document.getElementById("log");
+const status = document.getElementById("status");
+function show(text, cls) {
+  const p = document.createElement("p");
+  p.textContent = text;
+  if (cls) p.className = cls;
+  log.appendChild(p);
+  log.scrollTop = log.scrollHeight;
+}
+const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+const ws = new WebSocket(scheme + location.host + "/");
+ws.binaryType = "arraybuffer";
+ws.onopen = () => { status.textContent = "connected"; };
+ws.onclose = (e) => { status.textContent = "disconnected (" + e.code + ")"; };
+ws.onmessage = (e) => {
+  if (typeof e.data === "string") show(e.data);
+  else show("[binary message, " + e.data.byteLength + " bytes]", "system");
+};
+document.getElementById("form").onsubmit = (e) => {
+  e.preventDefault();
+  const input = document.getElementById("text");
+  if (input.value && ws.readyState === WebSocket.OPEN) ws.send(input.value);
+  input.value = "";
+};
+</script>
+</body>
+</html>
+"""
+
+
+def _fail(message: str, status: int = 1) -> int:
+    print(f"wsfast: {message}", file=sys.stderr)
+    return status
+
+
+# ---------------------------------------------------------------- serve
+
+
+class _App:
+    """The demo application of ``wsfast serve``."""
+
+    def __init__(self) -> None:
+        self.room: set[WebSocket] = set()
+
+    def process_request(self, ws: WebSocketTransport, request: Request) -> Optional[Response]:
+        if request.path == "/" and "websocket" not in header_tokens(request.headers, "Upgrade"):
+            headers = Headers([("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-cache")])
+            return Response(200, headers, CHAT_PAGE.encode())
+        return None
+
+    async def echo(self, ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def chat(self, ws: WebSocket) -> None:
+        name = f"guest-{ws.id}"
+        self.room.add(ws)
+        broadcast(self.room, f"* {name} joined")
+        try:
+            async for message in ws:
+                if isinstance(message, str):
+                    broadcast(self.room, f"{name}: {message}")
+        finally:
+            self.room.discard(ws)
+            broadcast(self.room, f"* {name} left")
+
+
+async def _serve(host: str, port: int, context: Optional[ssl.SSLContext]) -> None:
+    app = _App()
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, lambda: stop.done() or stop.set_result(None))
+        except (NotImplementedError, RuntimeError):  # Windows
+            pass
+    routes = {"/": app.chat, "/echo": app.echo}
+    async with serve(routes, host, port, ssl=context, process_request=app.process_request) as server:
+        scheme = "https" if context else "http"
+        for sock in server.sockets:
+            address = sock.getsockname()
+            shown = f"[{address[0]}]" if ":" in address[0] else address[0]
+            print(f"wsfast {__version__} ({IMPLEMENTATION} codec) serving on {scheme}://{shown}:{address[1]}/"
+                  f" (chat page; echo at /echo). Ctrl-C stops.", flush=True)
+        await stop
+        print("wsfast: shutting down", flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    context = None
+    if args.certfile:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(args.certfile, args.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            return _fail(f"cannot load the certificate: {exc}")
+    elif args.keyfile:
+        return _fail("--keyfile needs --certfile", 2)
+    try:
+        asyncio.run(_serve(args.host, args.port, context))
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return _fail(f"cannot listen on {args.host}:{args.port}: {reason}")
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------- connect
+
+
+async def _connect(uri: str, context: Optional[ssl.SSLContext]) -> int:
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[Optional[str]] = asyncio.Queue()
+
+    def read_stdin() -> None:  # a daemon thread: stdin may be a tty, a pipe or a file
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    ws = await connect(uri, ssl=context)
+    print(f"Connected to {uri}" + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else "")
+          + ". Type a line to send it; Ctrl-D closes.", file=sys.stderr, flush=True)
+    threading.Thread(target=read_stdin, daemon=True).start()
+
+    async def printer() -> None:
+        async for message in ws:
+            if isinstance(message, str):
+                print(f"< {message}", flush=True)
+            else:
+                print(f"< (binary) {message.hex()}", flush=True)
+
+    receiving = asyncio.ensure_future(printer())
+    try:
+        while not receiving.done():
+            getter = asyncio.ensure_future(lines.get())
+            await asyncio.wait({getter, receiving}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            line = getter.result()
+            if line is None:
+                break
+            await ws.send(line)
+    except ConnectionClosed:
+        pass
+    await ws.close()
+    if not receiving.done():
+        receiving.cancel()
+    elif receiving.exception() is not None and not isinstance(receiving.exception(), ConnectionClosed):
+        raise receiving.exception()  # type: ignore[misc]
+    print(f"Connection closed: {ws.close_code} {ws.close_reason or ''}".rstrip(), file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    context = None
+    if args.cafile or args.insecure:
+        context = ssl.create_default_context(cafile=args.cafile)
+        if args.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    try:
+        return asyncio.run(_connect(args.uri, context))
+    except InvalidURI as exc:
+        return _fail(str(exc), 2)
+    except ssl.SSLError as exc:
+        return _fail(f"TLS handshake with {args.uri} failed: {exc.reason or exc}")
+    except InvalidHandshake as exc:
+        return _fail(f"{args.uri}: {exc}")
+    except ConnectionRefusedError:
+        return _fail(f"connection to {args.uri} refused")
+    except asyncio.TimeoutError:
+        return _fail(f"connection to {args.uri} timed out")
+    except OSError as exc:
+        return _fail(f"cannot connect to {args.uri}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---------------------------------------------------------------- bench
+
+
+async def _bench(size: int, count: int, duration: float) -> dict[str, Any]:
+    async def echo(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    payload = os.urandom(size)
+    async with serve(echo, "127.0.0.1", 0, deflate=None, max_message_size=None) as server:
+        async with connect(f"ws://127.0.0.1:{server.port}/", deflate=None, max_message_size=None) as ws:
+            times: list[float] = []
+            deadline = time.perf_counter() + duration
+            while len(times) < count and time.perf_counter() < deadline:
+                start = time.perf_counter()
+                await ws.send(payload)
+                await ws.recv()
+                times.append(time.perf_counter() - start)
+    times.sort()
+    return {
+        "size": size,
+        "messages": len(times),
+        "per_second": len(times) / sum(times),
+        "p50_us": times[len(times) // 2] * 1e6,
+        "p99_us": times[min(len(times) - 1, int(len(times) * 0.99))] * 1e6,
+    }
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    print(f"wsfast {__version__}, {IMPLEMENTATION} codec (speedups: {HAS_SPEEDUPS}); "
+          f"request-response over 127.0.0.1, one connection, client and server in one process")
+    print(f"{'size':>9} {'messages':>9} {'msg/s':>10} {'p50 µs':>9} {'p99 µs':>9}")
+    for size in args.sizes:
+        result = asyncio.run(_bench(size, args.count, args.duration))
+        print(f"{result['size']:>9} {result['messages']:>9} {result['per_second']:>10.0f} "
+              f"{result['p50_us']:>9.1f} {result['p99_us']:>9.1f}", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsfast", description="A fast, strict WebSocket library.")
+    parser.add_argument("--version", action="version", version=f"wsfast {__version__} ({IMPLEMENTATION})")
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", help="log connections")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("serve", parents=[verbose], help="run the echo and chat demo server")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--certfile", help="PEM certificate chain: serve wss:// and https://")
+    p.add_argument("--keyfile", help="PEM private key, if not in --certfile")
+    p.set_defaults(func=cmd_serve)
+
+    p = commands.add_parser("connect", parents=[verbose], help="interactive client: lines typed are sent")
+    p.add_argument("uri", help="ws:// or wss:// URI")
+    p.add_argument("--cafile", help="trust this CA bundle (PEM) for wss://")
+    p.add_argument("--insecure", action="store_true", help="do not verify the server certificate")
+    p.set_defaults(func=cmd_connect)
+
+    p = commands.add_parser("bench", parents=[verbose], help="measure a local echo round trip")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 1024, 65536], help="message sizes in bytes")
+    p.add_argument("--count", type=int, default=20000, help="messages per size, at most")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds per size, at most")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -9,8 +9,10 @@ two; import this module directly only to compare them.
 from __future__ import annotations
 
 import codecs
+import operator
 import os
 import struct
+import sys
 from typing import Optional, Tuple, Union
 
 from .exceptions import FrameError
@@ -62,12 +64,22 @@ _from_bytes = int.from_bytes
 
 def _key(mask: object) -> bytes:
     try:
-        key = bytes(memoryview(mask))  # type: ignore[arg-type]
+        view = memoryview(mask)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError("mask must be a bytes-like object") from None
-    if len(key) != 4:
+    if not view.c_contiguous:
+        raise BufferError("mask must be a C-contiguous buffer")
+    if view.nbytes != 4:
         raise ValueError("mask must contain 4 bytes")
-    return key
+    return view.tobytes()
+
+
+def _bounded(value: object, lo: int, hi: int, message: str) -> int:
+    """``value`` as an index in ``[lo, hi]``, else ``ValueError(message)``."""
+    index = operator.index(value)  # type: ignore[call-overload]
+    if not lo <= index <= hi:
+        raise ValueError(message)
+    return index
 
 
 def _view(data: object) -> memoryview:
@@ -129,10 +141,8 @@ def mask_inplace(buffer: Buffer, mask: Buffer, start: int = 0, phase: int = 0) -
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     n = len(view)
-    if not 0 <= start <= n:
-        raise ValueError("start must be between 0 and len(buffer)")
-    if not 0 <= phase <= 3:
-        raise ValueError("phase must be between 0 and 3")
+    start = _bounded(start, 0, n, "start must be between 0 and len(buffer)")
+    phase = _bounded(phase, 0, 3, "phase must be between 0 and 3")
     if start < n:
         view[start:] = _xor(view[start:], key[phase:] + key[:phase])
     return (phase + n - start) & 3
@@ -176,6 +186,7 @@ def parse_header(data: Buffer, offset: int = 0) -> Optional[Header]:
     bit set.
     """
     view = _view(data)
+    offset = operator.index(offset)
     if offset < 0:
         raise ValueError("offset must not be negative")
     avail = len(view) - offset
@@ -213,11 +224,13 @@ def parse_header(data: Buffer, offset: int = 0) -> Optional[Header]:
     return opcode, fin, (b0 >> 4) & 7, length, mask, hlen
 
 
-def _check_build(opcode: int, length: int, fin: bool, rsv: int) -> None:
+def _check_build(opcode: int, length: int, fin: bool, rsv: int) -> tuple[int, int]:
+    """Check a frame to build; return ``opcode`` and ``rsv`` as ints."""
+    opcode = operator.index(opcode)
     if opcode not in _KNOWN_OPCODES:
         raise ValueError(f"reserved opcode {opcode:#x}")
-    if not 0 <= rsv <= 7:
-        raise ValueError("rsv must be between 0 and 7")
+    rsv = _bounded(rsv, 0, 7, "rsv must be between 0 and 7")
+    length = operator.index(length)
     if length < 0 or length >> 63:
         raise ValueError("length must be between 0 and 2**63 - 1")
     if opcode & 0x8:
@@ -225,6 +238,7 @@ def _check_build(opcode: int, length: int, fin: bool, rsv: int) -> None:
             raise ValueError("control frames cannot be fragmented")
         if length > _MAX_CONTROL:
             raise ValueError("control frame payload longer than 125 bytes")
+    return opcode, rsv
 
 
 def _pack_header(opcode: int, length: int, fin: bool, rsv: int, masked: bool) -> bytes:
@@ -245,7 +259,8 @@ def build_header(
     With a ``mask`` the header ends with the 4-byte key (the payload must then
     be masked with it). Raises ``ValueError`` for a frame RFC 6455 forbids.
     """
-    _check_build(opcode, length, fin, rsv)
+    opcode, rsv = _check_build(opcode, length, fin, rsv)
+    length = operator.index(length)
     if mask is None:
         return _pack_header(opcode, length, fin, rsv, False)
     return _pack_header(opcode, length, fin, rsv, True) + _key(mask)
@@ -265,7 +280,7 @@ def build_frame(
     key.
     """
     view = _view(payload)
-    _check_build(opcode, len(view), fin, rsv)
+    opcode, rsv = _check_build(opcode, len(view), fin, rsv)
     if mask is None or mask is False:
         return _pack_header(opcode, len(view), fin, rsv, False) + view
     key = mask_key() if mask is True else _key(mask)
@@ -281,18 +296,20 @@ class FrameReader:
     ``feed(data)`` returns every frame that ``data`` completes, as
     ``(opcode, fin, rsv, payload)`` tuples with the payload unmasked. Between
     calls the reader keeps only an incomplete header (at most 14 bytes) or the
-    payload of the one incomplete frame.
+    payload received so far of the one incomplete frame: memory follows the
+    bytes received, not the length a header announces.
 
     ``max_frame_size`` (bytes, ``None`` for no limit) is checked as soon as a
     header is read, before any payload is buffered: a larger frame raises
     :class:`~wsfast.exceptions.FrameError` with code 1009.
-    ``expect_masked`` is ``True`` on a server (clients must mask), ``False``
-    on a client (servers must not), ``None`` to accept both; a violation
-    raises ``FrameError`` with code 1002.
+    ``expect_masked`` is true on a server (clients must mask), false on a
+    client (servers must not), ``None`` to accept both; a violation raises
+    ``FrameError`` with code 1002.
 
-    After a ``FrameError`` the reader stays failed: each later ``feed`` raises
-    the same error. The error's ``frames`` holds the frames completed before
-    the bad one in the failing call.
+    After a ``FrameError`` the reader stays failed: each later ``feed``
+    raises a ``FrameError`` with the same code and reason. The error's
+    ``frames`` holds the frames completed before the bad one in the failing
+    call. A reader is not meant to be fed from two threads at once.
     """
 
     __slots__ = (
@@ -312,13 +329,13 @@ class FrameReader:
         if max_frame_size is not None and max_frame_size < 0:
             raise ValueError("max_frame_size must not be negative")
         self._max = max_frame_size
-        self._expect = expect_masked
+        self._expect = None if expect_masked is None else bool(expect_masked)
         self._head = b""
         self._payload: Optional[bytearray] = None
         self._got = 0
         self._key: Optional[bytes] = None
         self._hdr: Tuple[int, bool, int, int] = (0, False, 0, 0)
-        self._error: Optional[FrameError] = None
+        self._error: Optional[tuple[int, str]] = None
 
     @property
     def max_frame_size(self) -> Optional[int]:
@@ -338,6 +355,7 @@ class FrameReader:
         in progress. Lets the protocol layer validate a large text frame as
         its bytes arrive.
         """
+        start = operator.index(start)
         if start < 0:
             raise ValueError("start must not be negative")
         if self._payload is None:
@@ -347,7 +365,7 @@ class FrameReader:
 
     def _fail(self, error: FrameError, frames: list[Frame]) -> FrameError:
         error.frames = frames
-        self._error = error
+        self._error = (error.code, error.reason)
         self._head = b""
         self._payload = None
         self._got = 0
@@ -358,15 +376,16 @@ class FrameReader:
         payload = self._payload
         assert payload is not None
         got = self._got
-        take = min(len(payload) - got, len(view))
+        length = self._hdr[3]
+        take = min(length - got, len(view))
         chunk = view[:take]
         key = self._key
         if key is not None:
             phase = got & 3
             chunk = _xor(chunk, key[phase:] + key[:phase])  # type: ignore[assignment]
-        payload[got : got + take] = chunk
+        payload += chunk
         got += take
-        if got == len(payload):
+        if got == length:
             opcode, fin, rsv, _ = self._hdr
             frames.append((opcode, fin, rsv, bytes(payload)))
             self._payload = None
@@ -377,7 +396,7 @@ class FrameReader:
     def feed(self, data: Buffer) -> list[Frame]:
         """Consume ``data``; return the frames it completes."""
         if self._error is not None:
-            raise self._error
+            raise FrameError(*self._error)
         view = _view(data)
         frames: list[Frame] = []
         if self._payload is not None:
@@ -415,11 +434,10 @@ class FrameReader:
                 frames.append((opcode, fin, rsv, payload))
                 pos = end
                 continue
-            try:
-                self._payload = bytearray(length)
-            except (MemoryError, OverflowError):
+            if length > sys.maxsize - 64:
                 reason = f"frame of {length} bytes is too large to buffer"
-                raise self._fail(FrameError(1009, reason), frames) from None
+                raise self._fail(FrameError(1009, reason), frames)
+            self._payload = bytearray()
             self._hdr = (opcode, fin, rsv, length)
             self._key = key
             self._got = 0

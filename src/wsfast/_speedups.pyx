@@ -17,8 +17,19 @@ from cpython.buffer cimport (
     PyObject_GetBuffer,
 )
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+    _PyBytes_Resize,
+)
+from cpython.number cimport PyNumber_Index
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.string cimport memcpy
+
+cimport cython
 
 import os
 
@@ -45,6 +56,9 @@ cdef enum:
     MAX_CONTROL = 125        # largest control frame payload (RFC 6455 5.5)
     NOGIL_THRESHOLD = 65536  # release the GIL for buffers from this size up
     KEY_BLOCK_SIZE = 4096    # bytes of os.urandom pooled for masking keys
+    PREALLOCATE = 1048576    # payloads up to this size are allocated at once
+
+cdef Py_ssize_t PY_SSIZE_T_MAX_ = <Py_ssize_t>((<size_t>-1) >> 1)
 
 # ---------------------------------------------------------------- buffers
 
@@ -68,6 +82,19 @@ cdef inline int _read_buffer(object obj, Py_buffer *view) except -1:
 cdef inline void _release(Py_buffer *view, int acquired) noexcept:
     if acquired:
         PyBuffer_Release(view)
+
+
+cdef Py_ssize_t _bounded(object value, Py_ssize_t lo, Py_ssize_t hi, str message) except? -1:
+    """``value`` as an index in ``[lo, hi]``, else ``ValueError(message)``
+    (``TypeError`` for a non-integer, as ``operator.index`` says)."""
+    cdef Py_ssize_t v
+    try:
+        v = value
+    except OverflowError:
+        raise ValueError(message) from None
+    if v < lo or v > hi:
+        raise ValueError(message)
+    return v
 
 
 cdef inline int _read_key(object mask, unsigned char *key) except -1:
@@ -125,7 +152,7 @@ def apply_mask(data, mask):
     return out
 
 
-def mask_inplace(buffer, mask, Py_ssize_t start=0, Py_ssize_t phase=0):
+def mask_inplace(buffer, mask, start=0, phase=0):
     """XOR ``buffer[start:]`` in place with ``mask`` rotated by ``phase``.
 
     ``phase`` is the position in the key of the first byte (0-3), so a payload
@@ -136,10 +163,11 @@ def mask_inplace(buffer, mask, Py_ssize_t start=0, Py_ssize_t phase=0):
     cdef unsigned char rkey[4]
     cdef Py_buffer view
     cdef unsigned char *ptr
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n, first, rotation
     cdef bint borrowed = False
     _read_key(mask, key)
-    if PyByteArray_CheckExact(buffer):
+    if PyByteArray_CheckExact(buffer) and PyByteArray_GET_SIZE(buffer) < NOGIL_THRESHOLD:
+        # Small: the GIL stays held, so the bytearray cannot be resized meanwhile.
         ptr = <unsigned char *>PyByteArray_AS_STRING(buffer)
         n = PyByteArray_GET_SIZE(buffer)
     else:
@@ -156,16 +184,14 @@ def mask_inplace(buffer, mask, Py_ssize_t start=0, Py_ssize_t phase=0):
         ptr = <unsigned char *>view.buf
         n = view.len
     try:
-        if start < 0 or start > n:
-            raise ValueError("start must be between 0 and len(buffer)")
-        if phase < 0 or phase > 3:
-            raise ValueError("phase must be between 0 and 3")
-        _rotate(key, phase, rkey)
-        _mask(ptr + start, ptr + start, n - start, rkey)
+        first = _bounded(start, 0, n, "start must be between 0 and len(buffer)")
+        rotation = _bounded(phase, 0, 3, "phase must be between 0 and 3")
+        _rotate(key, rotation, rkey)
+        _mask(ptr + first, ptr + first, n - first, rkey)
     finally:
         if borrowed:
             PyBuffer_Release(&view)
-    return (phase + n - start) & 3
+    return (rotation + n - first) & 3
 
 
 cdef unsigned char _key_block[KEY_BLOCK_SIZE]
@@ -254,7 +280,7 @@ cdef int _parse(const unsigned char *p, Py_ssize_t avail, Header *h) except -1:
     return 1
 
 
-def parse_header(data, Py_ssize_t offset=0):
+def parse_header(data, offset=0):
     """Parse the frame header that starts at ``data[offset]``.
 
     Returns ``(opcode, fin, rsv, length, mask, header_length)`` where ``rsv``
@@ -268,13 +294,13 @@ def parse_header(data, Py_ssize_t offset=0):
     cdef int acquired
     cdef Header h
     cdef int complete
+    cdef Py_ssize_t start
     acquired = _read_buffer(data, &view)
     try:
         if offset < 0:
             raise ValueError("offset must not be negative")
-        if offset > view.len:
-            offset = view.len
-        complete = _parse(<const unsigned char *>view.buf + offset, view.len - offset, &h)
+        start = view.len if offset > view.len else offset
+        complete = _parse(<const unsigned char *>view.buf + start, view.len - start, &h)
     finally:
         _release(&view, acquired)
     if not complete:
@@ -283,11 +309,17 @@ def parse_header(data, Py_ssize_t offset=0):
     return h.opcode, bool(h.fin), h.rsv, h.length, mask, h.size
 
 
-cdef int _check_build(int opcode, unsigned long long length, bint fin, int rsv) except -1:
+cdef int _check_opcode_rsv(object opcode, object rsv, int *op, int *bits) except -1:
+    """Check ``opcode`` and ``rsv`` as the fallback does, into C ints."""
+    opcode = PyNumber_Index(opcode)
     if not (0 <= opcode <= 15 and _known_opcode(opcode)):
         raise ValueError(f"reserved opcode {opcode:#x}")
-    if rsv < 0 or rsv > 7:
-        raise ValueError("rsv must be between 0 and 7")
+    op[0] = opcode
+    bits[0] = _bounded(rsv, 0, 7, "rsv must be between 0 and 7")
+    return 0
+
+
+cdef int _check_build(int opcode, unsigned long long length, bint fin, int rsv) except -1:
     if length >> 63:
         raise ValueError("length must be between 0 and 2**63 - 1")
     if opcode & 0x8:
@@ -319,12 +351,13 @@ cdef inline Py_ssize_t _write_header(unsigned char *out, int opcode, unsigned lo
 
 
 cdef inline unsigned long long _length(object length) except? 0xFFFFFFFFFFFFFFFF:
+    length = PyNumber_Index(length)
     if length < 0 or length >> 63:
         raise ValueError("length must be between 0 and 2**63 - 1")
     return <unsigned long long>length
 
 
-def build_header(int opcode, length, fin=True, int rsv=0, mask=None):
+def build_header(opcode, length, fin=True, rsv=0, mask=None):
     """Return the header of a frame with a ``length``-byte payload.
 
     With a ``mask`` the header ends with the 4-byte key (the payload must then
@@ -334,19 +367,20 @@ def build_header(int opcode, length, fin=True, int rsv=0, mask=None):
     cdef unsigned long long n
     cdef Py_ssize_t size
     cdef bint is_fin = fin
-    _check_build(opcode, 0, is_fin, rsv)  # opcode and rsv first, as the fallback does
+    cdef int op, bits
+    _check_opcode_rsv(opcode, rsv, &op, &bits)
     n = _length(length)
-    _check_build(opcode, n, is_fin, rsv)
+    _check_build(op, n, is_fin, bits)
     if mask is None:
-        size = _write_header(out, opcode, n, is_fin, rsv, False)
+        size = _write_header(out, op, n, is_fin, bits, False)
     else:
-        size = _write_header(out, opcode, n, is_fin, rsv, True)
+        size = _write_header(out, op, n, is_fin, bits, True)
         _read_key(mask, out + size)
         size += 4
     return PyBytes_FromStringAndSize(<char *>out, size)
 
 
-def build_frame(int opcode, payload, fin=True, int rsv=0, mask=None):
+def build_frame(opcode, payload, fin=True, rsv=0, mask=None):
     """Return a whole frame: header, masking key and (masked) payload.
 
     ``mask`` is ``None`` or ``False`` for an unmasked frame (server side),
@@ -362,15 +396,17 @@ def build_frame(int opcode, payload, fin=True, int rsv=0, mask=None):
     cdef bint is_fin = fin
     cdef bytes out
     cdef unsigned char *dst
+    cdef int op, bits
     acquired = _read_buffer(payload, &view)
     try:
-        _check_build(opcode, <unsigned long long>view.len, is_fin, rsv)
+        _check_opcode_rsv(opcode, rsv, &op, &bits)
+        _check_build(op, <unsigned long long>view.len, is_fin, bits)
         if masked:
             if mask is True:
                 _next_key(key)
             else:
                 _read_key(mask, key)
-        size = _write_header(head, opcode, <unsigned long long>view.len, is_fin, rsv, masked)
+        size = _write_header(head, op, <unsigned long long>view.len, is_fin, bits, masked)
         if masked:
             memcpy(head + size, key, 4)
             size += 4
@@ -395,18 +431,21 @@ cdef class FrameReader:
     ``feed(data)`` returns every frame that ``data`` completes, as
     ``(opcode, fin, rsv, payload)`` tuples with the payload unmasked. Between
     calls the reader keeps only an incomplete header (at most 14 bytes) or the
-    payload of the one incomplete frame.
+    payload received so far of the one incomplete frame: memory follows the
+    bytes received, not the length a header announces (payloads up to 1 MiB
+    are allocated at once, larger ones grow as they arrive).
 
     ``max_frame_size`` (bytes, ``None`` for no limit) is checked as soon as a
     header is read, before any payload is buffered: a larger frame raises
     :class:`~wsfast.exceptions.FrameError` with code 1009.
-    ``expect_masked`` is ``True`` on a server (clients must mask), ``False``
-    on a client (servers must not), ``None`` to accept both; a violation
-    raises ``FrameError`` with code 1002.
+    ``expect_masked`` is true on a server (clients must mask), false on a
+    client (servers must not), ``None`` to accept both; a violation raises
+    ``FrameError`` with code 1002.
 
-    After a ``FrameError`` the reader stays failed: each later ``feed`` raises
-    the same error. The error's ``frames`` holds the frames completed before
-    the bad one in the failing call.
+    After a ``FrameError`` the reader stays failed: each later ``feed``
+    raises a ``FrameError`` with the same code and reason. The error's
+    ``frames`` holds the frames completed before the bad one in the failing
+    call. A reader is not meant to be fed from two threads at once.
     """
 
     cdef object _max              # int or None
@@ -415,22 +454,27 @@ cdef class FrameReader:
     cdef int _expect              # -1: either, 0: unmasked, 1: masked
     cdef unsigned char _head[14]  # an incomplete header
     cdef Py_ssize_t _head_len
-    cdef bytes _payload           # the incomplete frame's payload, being filled
+    cdef PyObject *_buf           # owned bytes being filled, or NULL
+    cdef Py_ssize_t _cap          # its allocated size
     cdef Py_ssize_t _got
     cdef Header _hdr
-    cdef object _error
+    cdef int _error_code
+    cdef str _error_reason
 
     def __init__(self, max_frame_size=1048576, expect_masked=None):
         if max_frame_size is not None and max_frame_size < 0:
             raise ValueError("max_frame_size must not be negative")
         self._max = max_frame_size
-        self._has_limit = max_frame_size is not None
+        self._has_limit = max_frame_size is not None and max_frame_size < 2**64
         self._limit = <unsigned long long>max_frame_size if self._has_limit else 0
         self._expect = -1 if expect_masked is None else (1 if expect_masked else 0)
         self._head_len = 0
-        self._payload = None
         self._got = 0
-        self._error = None
+        self._error_code = 0
+
+    def __dealloc__(self):
+        Py_XDECREF(self._buf)
+        self._buf = NULL
 
     @property
     def max_frame_size(self):
@@ -442,7 +486,7 @@ cdef class FrameReader:
         """Bytes of the stream held for an incomplete frame."""
         return self._head_len + self._got
 
-    def partial(self, Py_ssize_t start=0):
+    def partial(self, start=0):
         """Describe the incomplete frame whose header has been read.
 
         Returns ``(opcode, fin, rsv, length, payload[start:received])`` with
@@ -450,43 +494,49 @@ cdef class FrameReader:
         in progress. Lets the protocol layer validate a large text frame as
         its bytes arrive.
         """
+        cdef Py_ssize_t first
         if start < 0:
             raise ValueError("start must not be negative")
-        if self._payload is None:
+        if self._buf == NULL:
             return None
-        if start > self._got:
-            start = self._got
-        data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._payload) + start, self._got - start)
-        return self._hdr.opcode, bool(self._hdr.fin), self._hdr.rsv, self._hdr.length, data
+        first = self._got if start > self._got else start
+        data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(<object>self._buf) + first, self._got - first)
+        return self._hdr.opcode, self._hdr.fin == 1, self._hdr.rsv, self._hdr.length, data
 
     def feed(self, data):
         """Consume ``data``; return the frames it completes."""
         cdef Py_buffer view
         cdef int acquired
         cdef list frames = []
-        if self._error is not None:
-            raise self._error
+        if self._error_code:
+            raise FrameError(self._error_code, self._error_reason)
         acquired = _read_buffer(data, &view)
         try:
-            self._feed(<const unsigned char *>view.buf, view.len, frames)
+            with cython.critical_section(self):
+                self._feed(<const unsigned char *>view.buf, view.len, frames)
         except FrameError as exc:
             exc.frames = frames
-            self._error = exc
+            self._error_code = exc.code
+            self._error_reason = exc.reason
             self._head_len = 0
-            self._payload = None
-            self._got = 0
+            self._drop()
             raise
         finally:
             _release(&view, acquired)
         return frames
 
+    cdef void _drop(self) noexcept:
+        Py_XDECREF(self._buf)
+        self._buf = NULL
+        self._got = 0
+
     cdef int _feed(self, const unsigned char *p, Py_ssize_t n, list frames) except -1:
         cdef Py_ssize_t pos = 0
         cdef Py_ssize_t take
         cdef Header h
-        if self._payload is not None:
+        if self._buf != NULL:
             pos = self._fill(p, n, frames)
-            if self._payload is not None:
+            if self._buf != NULL:
                 return 0
         if self._head_len:
             take = min(14 - self._head_len, n - pos)
@@ -518,36 +568,57 @@ cdef class FrameReader:
             length = <Py_ssize_t>h.length
             if h.masked:
                 payload = PyBytes_FromStringAndSize(NULL, length)
-                _mask(<unsigned char *>PyBytes_AS_STRING(payload), p + start, length, h.key)
+                # The GIL stays held inside a reader: its state is not shared.
+                wsf_mask(<unsigned char *>PyBytes_AS_STRING(payload), p + start, <size_t>length, h.key)
             else:
                 payload = PyBytes_FromStringAndSize(<const char *>p + start, length)
             frames.append((h.opcode, h.fin == 1, h.rsv, payload))
             return start + length
-        try:
-            self._payload = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>h.length)
-        except (MemoryError, OverflowError):
-            raise FrameError(1009, f"frame of {h.length} bytes is too large to buffer") from None
+        if h.length > <unsigned long long>PY_SSIZE_T_MAX_ - 64:
+            raise FrameError(1009, f"frame of {h.length} bytes is too large to buffer")
         self._hdr = h[0]
         self._got = 0
+        self._reserve(min(<Py_ssize_t>h.length, max(<Py_ssize_t>PREALLOCATE, n - start)))
         self._fill(p + start, n - start, frames)
         return n
+
+    cdef int _reserve(self, Py_ssize_t size) except -1:
+        """Make room for ``size`` payload bytes in the incomplete frame's buffer."""
+        try:
+            if self._buf == NULL:
+                buf = PyBytes_FromStringAndSize(NULL, size)
+                Py_INCREF(buf)
+                self._buf = <PyObject *>buf
+            else:
+                _PyBytes_Resize(&self._buf, size)  # we hold the only reference
+        except MemoryError:
+            raise FrameError(1009, f"frame of {self._hdr.length} bytes is too large to buffer") from None
+        self._cap = size
+        return 0
 
     cdef Py_ssize_t _fill(self, const unsigned char *p, Py_ssize_t n, list frames) except -1:
         """Copy payload bytes of the incomplete frame; return the bytes used."""
         cdef unsigned char rkey[4]
         cdef Py_ssize_t length = <Py_ssize_t>self._hdr.length
         cdef Py_ssize_t take = min(length - self._got, n)
-        cdef unsigned char *dst = <unsigned char *>PyBytes_AS_STRING(self._payload) + self._got
+        cdef unsigned char *dst
+        if self._got + take > self._cap:
+            self._reserve(min(length, max(self._got + take, 2 * self._cap)))
+        dst = <unsigned char *>PyBytes_AS_STRING(<object>self._buf) + self._got
         if self._hdr.masked:
             _rotate(self._hdr.key, self._got, rkey)
-            _mask(dst, p, take, rkey)
+            wsf_mask(dst, p, <size_t>take, rkey)
         else:
             memcpy(dst, p, take)
         self._got += take
         if self._got == length:
-            frames.append((self._hdr.opcode, self._hdr.fin == 1, self._hdr.rsv, self._payload))
-            self._payload = None
+            if self._cap != length:
+                _PyBytes_Resize(&self._buf, length)  # shrinks: cannot fail
+            payload = <object>self._buf
+            Py_DECREF(payload)  # the reference self._buf held passes to `payload`
+            self._buf = NULL
             self._got = 0
+            frames.append((self._hdr.opcode, self._hdr.fin == 1, self._hdr.rsv, payload))
         return take
 
 
@@ -604,10 +675,7 @@ cdef class Utf8Validator:
         if not self._valid:
             _release(&view, acquired)
             return False
-        if view.len >= NOGIL_THRESHOLD:
-            with nogil:
-                bad = wsf_utf8_feed(&self._state, <const unsigned char *>view.buf, <size_t>view.len)
-        else:
+        with cython.critical_section(self):
             bad = wsf_utf8_feed(&self._state, <const unsigned char *>view.buf, <size_t>view.len)
         _release(&view, acquired)
         if bad < 0:

@@ -202,10 +202,15 @@ class HeadReader:
             end = buf.find(b"\n", max(self._scan, self._probe))
             if end < 0:
                 self._probe = len(buf)
+                # The unfinished line, without a CR that may end it: the
+                # verdict must not depend on where the input was split.
                 pending = len(buf) - self._scan
-                if self._lines == 0 and pending > self._max_line:
-                    raise HTTPError(414, "request line too long")
-                if len(buf) > self._max_head:
+                if pending and buf[-1] == 0x0D:
+                    pending -= 1
+                if self._lines == 0:
+                    if pending > self._max_line:
+                        raise HTTPError(414, "request line too long")
+                elif pending and self._scan + pending + 1 > self._max_head:
                     raise HTTPError(431, "request header fields too large")
                 return None
             line_end = end - 1 if end and buf[end - 1] == 0x0D else end

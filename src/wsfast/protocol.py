@@ -253,7 +253,8 @@ class Connection:
             frames = self._reader.feed(data)
         except FrameError as exc:
             self._handle_frames(exc.frames, events)
-            self._fail(exc.code, exc.reason)
+            if not self._discard:  # bytes after a close frame are ignored, not errors
+                self._fail(exc.code, exc.reason)
             return events
         self._handle_frames(frames, events)
         if self._msg_opcode != OP_BINARY and self._reader.buffered and not self._discard:
@@ -590,10 +591,12 @@ class ServerConnection(Connection):
         self.response: Optional[Response] = None
         self._head: Optional[HeadReader] = HeadReader(max_line_length, max_headers, max_head_size)
         self._early = b""  # bytes that followed the request
+        self._accepted = False  # accept() ran; _early not processed yet
 
     def _receive_unframed(self, data: Data) -> list[Event]:
-        if self.state is State.OPEN:  # accepted: frames may have come with the request
+        if self._accepted:  # the first input after accept(): frames may have come with the request
             early, self._early = self._early + bytes(data), b""
+            self._accepted = False
             self._discard = False
             return self.receive_data(early)
         if self.state is not State.CONNECTING:
@@ -636,17 +639,24 @@ class ServerConnection(Connection):
             raise InvalidState("no request to accept")
         self.request = request
         key = check_request(request, self.origins)
-        if subprotocol is None:
-            subprotocol = select_subprotocol(request, self.subprotocols, self.select_subprotocol)
-        elif subprotocol not in offered_subprotocols(request):
-            raise NegotiationError(f"subprotocol {subprotocol!r} was not offered")
+        try:
+            if subprotocol is None:
+                subprotocol = select_subprotocol(request, self.subprotocols, self.select_subprotocol)
+            elif subprotocol not in offered_subprotocols(request):
+                raise NegotiationError(f"subprotocol {subprotocol!r} was not offered")
+        except NegotiationError as exc:  # the server's own mistake
+            exc.response = error_response(500, "Internal Server Error")
+            raise
         extensions, session = negotiate_deflate(request, self.deflate_config)
-        self.response = build_response(key, subprotocol, extensions, extra_headers, self.server_header)
+        response = build_response(key, subprotocol, extensions, extra_headers, self.server_header)
+        data = serialize_response(response)  # may raise ValueError: nothing changed yet
+        self.response = response
         self.subprotocol = subprotocol
         self.deflate = session
-        self.state = State.OPEN  # input stays "unframed" until early data is consumed
+        self.state = State.OPEN
         self._head = None
-        return serialize_response(self.response)
+        self._accepted = True  # input stays "unframed" until the early bytes are processed
+        return data
 
     def reject(self, response: Response) -> bytes:
         """Answer the request with an HTTP response instead of upgrading."""

@@ -22,6 +22,7 @@ __all__ = ["PerMessageDeflate", "Deflate", "MessageTooBig", "EXTENSION_NAME"]
 
 EXTENSION_NAME = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"
+_STEP = 65536  # bytes of input, and of output, per zlib call on large messages
 _PARAMS = ("server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits")
 
 
@@ -246,7 +247,9 @@ class Deflate:
         """Inflate the next fragment of a message; ``final`` ends it.
 
         Produces at most ``limit`` bytes (``None``: no limit); more raises
-        :class:`MessageTooBig` before the excess is held in memory.
+        :class:`MessageTooBig`. Input and output go through zlib in 64 KiB
+        steps, so a bomb is refused while it holds little more than
+        ``limit`` bytes.
         """
         decompressor = self._decompressor
         if decompressor is None:
@@ -256,12 +259,28 @@ class Deflate:
         if limit is None:
             out = decompressor.decompress(data)
         else:
-            out = decompressor.decompress(data, limit + 1)
-            if len(out) > limit:
-                raise MessageTooBig(f"message inflates past {limit} bytes")
+            out = self._inflate_in_steps(decompressor, data, limit)
         if final and self.decompress_reset:
             self._decompressor = None
         return out
+
+    @staticmethod
+    def _inflate_in_steps(decompressor: zlib._Decompress, data: bytes, limit: int) -> bytes:
+        chunks = []
+        total = 0
+        view = memoryview(data)
+        for start in range(0, len(data) or 1, _STEP):
+            piece: object = data if len(data) <= _STEP else view[start : start + _STEP]
+            while True:
+                chunk = decompressor.decompress(piece, _STEP)  # type: ignore[arg-type]
+                total += len(chunk)
+                if total > limit:
+                    raise MessageTooBig(f"message inflates past {limit} bytes")
+                chunks.append(chunk)
+                piece = decompressor.unconsumed_tail
+                if not piece and len(chunk) < _STEP:
+                    break
+        return b"".join(chunks)  # a single chunk is returned as it is, without a copy
 
     def reset_decompressor(self) -> None:
         """Drop the inflater state (after a failed message)."""

@@ -135,6 +135,7 @@ class MessageSink(Protocol):
     def on_fragment(self, data: Union[str, bytes], text: bool, fin: bool) -> None: ...
 
 
+_OPEN = State.OPEN
 _PARTIAL_HEADER_ONLY = sys.maxsize  # FrameReader.partial(start) past the end: header, no copy
 
 
@@ -161,6 +162,34 @@ class Connection:
     direct calls instead of as events (no event object per message); other
     events are still returned.
     """
+
+    __slots__ = (
+        "role",
+        "state",
+        "max_message_size",
+        "max_frame_size",
+        "deflate",
+        "text_as_bytes",
+        "stream_messages",
+        "subprotocol",
+        "sink",
+        "close_sent",
+        "close_received",
+        "failure",
+        "_reader",
+        "_mask",
+        "_out",
+        "_discard",
+        "_msg_opcode",
+        "_msg_compressed",
+        "_msg_parts",
+        "_msg_size",
+        "_validator",
+        "_decoder",
+        "_checked",
+        "_send_opcode",
+        "_send_compressed",
+    )
 
     def __init__(
         self,
@@ -192,6 +221,8 @@ class Connection:
         #: Why we failed the connection: a :class:`FrameError` with the code.
         self.failure: Optional[Exception] = None
         self._reader = FrameReader(max_frame_size, role is Role.SERVER)
+        if deflate is not None:
+            self._use_deflate(deflate)
         self._mask = role is Role.CLIENT
         self._out: list[bytes] = []
         # True while input is not frames: during the opening handshake, and
@@ -208,6 +239,19 @@ class Connection:
         # The outgoing fragmented message, if any.
         self._send_opcode = 0
         self._send_compressed = False
+
+    def _use_deflate(self, deflate: Optional[Deflate]) -> None:
+        """Adopt the negotiated permessage-deflate session.
+
+        Deflate can make an incompressible message slightly larger, so a
+        compressed frame may exceed ``max_frame_size`` by that much (5 bytes
+        per 16 KiB block at worst); the inflated message is still held to
+        ``max_message_size``.
+        """
+        self.deflate = deflate
+        limit = self.max_frame_size
+        if deflate is not None and limit is not None:
+            self._reader = FrameReader(limit + limit // 1024 + 64, self.role is Role.SERVER)
 
     # ------------------------------------------------------------ status
 
@@ -475,11 +519,25 @@ class Connection:
         checked). ``compress`` overrides the compression threshold.
         """
         payload = data.encode() if isinstance(data, str) else data
+        if fin and compress is None and self._plain(len(payload)):
+            return build_frame(OP_TEXT, payload, True, 0, self._mask)
         return self._send_data(OP_TEXT, payload, fin, compress)
 
     def send_binary(self, data: Data, *, fin: bool = True, compress: Optional[bool] = None) -> bytes:
         """Frame a binary message (or its first fragment, with ``fin=False``)."""
+        if fin and compress is None and self._plain(len(data)):
+            return build_frame(OP_BINARY, data, True, 0, self._mask)
         return self._send_data(OP_BINARY, data, fin, compress)
+
+    def _plain(self, size: int) -> bool:
+        """Whether a whole message of ``size`` bytes goes out as one plain
+        frame: the fast path of ``send_text`` and ``send_binary``."""
+        deflate = self.deflate
+        return (
+            self.state is _OPEN
+            and not self._send_opcode
+            and (deflate is None or size < deflate.threshold)
+        )
 
     def send_continuation(self, data: Union[str, Data], *, fin: bool) -> bytes:
         """Frame the next fragment of the message started with ``fin=False``."""
@@ -568,6 +626,19 @@ class ServerConnection(Connection):
     ``max_head_size``.
     """
 
+    __slots__ = (
+        "subprotocols",
+        "select_subprotocol",
+        "origins",
+        "deflate_config",
+        "server_header",
+        "request",
+        "response",
+        "_head",
+        "_early",
+        "_accepted",
+    )
+
     def __init__(
         self,
         *,
@@ -582,7 +653,7 @@ class ServerConnection(Connection):
         **options: Any,
     ) -> None:
         super().__init__(Role.SERVER, state=State.CONNECTING, **options)
-        self.subprotocols = list(subprotocols)
+        self.subprotocols = subprotocols
         self.select_subprotocol = select_subprotocol
         self.origins = origins
         self.deflate_config = deflate
@@ -652,7 +723,7 @@ class ServerConnection(Connection):
         data = serialize_response(response)  # may raise ValueError: nothing changed yet
         self.response = response
         self.subprotocol = subprotocol
-        self.deflate = session
+        self._use_deflate(session)
         self.state = State.OPEN
         self._head = None
         self._accepted = True  # input stays "unframed" until the early bytes are processed
@@ -689,6 +760,8 @@ class ClientConnection(Connection):
     error response's body to keep) and the HTTP limits.
     """
 
+    __slots__ = ("subprotocols", "deflate_config", "request", "response", "_key", "_head", "_body_left", "_max_body")
+
     def __init__(
         self,
         host: str,
@@ -707,7 +780,7 @@ class ClientConnection(Connection):
         **options: Any,
     ) -> None:
         super().__init__(Role.CLIENT, state=State.CONNECTING, **options)
-        self.subprotocols = list(subprotocols)
+        self.subprotocols = subprotocols
         self.deflate_config = deflate
         self.request, self._key = build_request(
             host,
@@ -745,9 +818,10 @@ class ClientConnection(Connection):
             self._body_left = int(length) if length and length.isdigit() else self._max_body
             return self._read_body(rest)
         try:
-            self.subprotocol, self.deflate = check_response(
+            self.subprotocol, session = check_response(
                 response, self._key, self.subprotocols, self.deflate_config
             )
+            self._use_deflate(session)
         except InvalidHandshake as exc:
             return self._handshake_failed(exc)
         self.state = State.OPEN

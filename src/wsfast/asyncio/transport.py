@@ -78,6 +78,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         "_drain_waiters",
         "remote_address",
         "_server",
+        "_batch",
     )
 
     def __init__(
@@ -111,6 +112,9 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self.remote_address: Any = None
+        # While buffer_updated runs, writes are collected here and go out in
+        # one transport.write at its end (an echo of 100 frames: one send).
+        self._batch: Optional[list[bytes]] = None
 
     def __repr__(self) -> str:
         return f"<WebSocketTransport #{self.id} {self.conn.role.value} {self.conn.state.name}>"
@@ -155,11 +159,23 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     def send_text(self, data: Union[str, bytes], compress: Optional[bool] = None) -> None:
         """Send a text message (``bytes`` must already be UTF-8)."""
-        self._write(self.conn.send_text(data, compress=compress))
+        conn = self.conn
+        frame = conn.send_text(data) if compress is None else conn.send_text(data, compress=compress)
+        batch = self._batch
+        if batch is None:
+            self._write(frame)
+        else:
+            batch.append(frame)
 
     def send_binary(self, data: Union[bytes, bytearray, memoryview], compress: Optional[bool] = None) -> None:
         """Send a binary message."""
-        self._write(self.conn.send_binary(data, compress=compress))
+        conn = self.conn
+        frame = conn.send_binary(data) if compress is None else conn.send_binary(data, compress=compress)
+        batch = self._batch
+        if batch is None:
+            self._write(frame)
+        else:
+            batch.append(frame)
 
     def send(self, data: Union[str, bytes, bytearray, memoryview], compress: Optional[bool] = None) -> None:
         """Send ``str`` as text and bytes-like data as binary."""
@@ -243,10 +259,19 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         await asyncio.shield(self._closed)
 
     def _write(self, data: bytes) -> None:
+        if self._batch is not None:
+            self._batch.append(data)
+            return
         transport = self._transport
         if transport is None or transport.is_closing():
             raise connection_closed(self.close_code, self.close_reason, self.conn.close_sent)
         transport.write(data)
+
+    def _flush(self) -> None:
+        batch = self._batch
+        self._batch = None
+        if batch and self._transport is not None:
+            self._transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     # ------------------------------------------------------------ asyncio.BufferedProtocol
 
@@ -269,16 +294,19 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         conn = self.conn
         self._last_recv = self._loop.time()
+        self._batch = []
         try:
             events = conn.receive_data(self._view[:nbytes])
             if events:
                 self._handle_events(events)
         except Exception as exc:  # a listener callback failed
+            self._flush()
             self._internal_error(exc)
             return
         out = conn.data_to_send()
-        if out and self._transport is not None:
-            self._transport.write(out)
+        if out:
+            self._batch.append(out)
+        self._flush()
         if conn.state is not State.OPEN and conn.state is not State.CONNECTING:
             self._after_close_frame()
 
@@ -468,6 +496,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             return
         if conn.should_close_transport:
             self._cancel_timer()
+            self._flush()  # the close frame may be in the batch
             transport.close()
         elif self._timer is None or self._timer.when() > self._loop.time() + (self.options.close_timeout or 0):
             self._cancel_timer()

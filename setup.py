@@ -75,6 +75,7 @@ def extensions() -> list:
             "cdivision": True,
             "initializedcheck": False,
             "embedsignature": True,
+            "embedsignature.format": "clinic",
         },
     )
 

@@ -68,8 +68,13 @@ def test_pure_python_environment_variable(value: str) -> None:
 
 
 def parameters(function: Any) -> list[tuple[str, Any, Any]]:
-    """Names, kinds and defaults of the parameters, without the annotations."""
-    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+    """Names, kinds and defaults of the parameters, without the annotations
+    and without ``self`` (positional-only on a compiled method)."""
+    return [
+        (p.name, p.kind, p.default)
+        for p in inspect.signature(function).parameters.values()
+        if p.name != "self"
+    ]
 
 
 def public(cls: type) -> set[str]:

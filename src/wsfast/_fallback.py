@@ -74,9 +74,18 @@ def _key(mask: object) -> bytes:
     return view.tobytes()
 
 
-def _bounded(value: object, lo: int, hi: int, message: str) -> int:
-    """``value`` as an index in ``[lo, hi]``, else ``ValueError(message)``."""
+def _ssize(value: object) -> int:
+    """``value`` as a C ``Py_ssize_t``, as the compiled twin takes it:
+    ``TypeError`` for a non-integer, ``OverflowError`` if it does not fit."""
     index = operator.index(value)  # type: ignore[call-overload]
+    if not -sys.maxsize - 1 <= index <= sys.maxsize:
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    return index  # type: ignore[no-any-return]
+
+
+def _bounded(value: object, lo: int, hi: int, message: str) -> int:
+    """``value`` as a ``Py_ssize_t`` in ``[lo, hi]``, else ``ValueError(message)``."""
+    index = _ssize(value)
     if not lo <= index <= hi:
         raise ValueError(message)
     return index
@@ -186,7 +195,7 @@ def parse_header(data: Buffer, offset: int = 0) -> Optional[Header]:
     bit set.
     """
     view = _view(data)
-    offset = operator.index(offset)
+    offset = _ssize(offset)
     if offset < 0:
         raise ValueError("offset must not be negative")
     avail = len(view) - offset
@@ -226,7 +235,7 @@ def parse_header(data: Buffer, offset: int = 0) -> Optional[Header]:
 
 def _check_build(opcode: int, length: int, fin: bool, rsv: int) -> tuple[int, int]:
     """Check a frame to build; return ``opcode`` and ``rsv`` as ints."""
-    opcode = operator.index(opcode)
+    opcode = _ssize(opcode)
     if opcode not in _KNOWN_OPCODES:
         raise ValueError(f"reserved opcode {opcode:#x}")
     rsv = _bounded(rsv, 0, 7, "rsv must be between 0 and 7")
@@ -355,7 +364,7 @@ class FrameReader:
         in progress. Lets the protocol layer validate a large text frame as
         its bytes arrive.
         """
-        start = operator.index(start)
+        start = _ssize(start)
         if start < 0:
             raise ValueError("start must not be negative")
         if self._payload is None:

@@ -71,6 +71,13 @@ static inline void wsf_mask(unsigned char *dst, const unsigned char *src,
         memcpy(dst + i, &v, 8);
     }
     /* i is a multiple of 8 here, so the key phase is unchanged. */
+    if (i + 4 <= n) {
+        uint32_t w;
+        memcpy(&w, src + i, 4);
+        w ^= k32;
+        memcpy(dst + i, &w, 4);
+        i += 4;
+    }
     for (; i < n; i++) {
         dst[i] = src[i] ^ key[i & 3];
     }

@@ -1,4 +1,4 @@
-# cython: language_level=3, freethreading_compatible=True
+# cython: language_level=3, freethreading_compatible=True, binding=False
 """Compiled frame codec of wsfast: masking, frame headers, the stream reader
 and incremental UTF-8 validation.
 
@@ -84,19 +84,6 @@ cdef inline void _release(Py_buffer *view, int acquired) noexcept:
         PyBuffer_Release(view)
 
 
-cdef Py_ssize_t _bounded(object value, Py_ssize_t lo, Py_ssize_t hi, str message) except? -1:
-    """``value`` as an index in ``[lo, hi]``, else ``ValueError(message)``
-    (``TypeError`` for a non-integer, as ``operator.index`` says)."""
-    cdef Py_ssize_t v
-    try:
-        v = value
-    except OverflowError:
-        raise ValueError(message) from None
-    if v < lo or v > hi:
-        raise ValueError(message)
-    return v
-
-
 cdef inline int _read_key(object mask, unsigned char *key) except -1:
     cdef Py_buffer view
     if PyBytes_CheckExact(mask) and PyBytes_GET_SIZE(mask) == 4:
@@ -152,7 +139,7 @@ def apply_mask(data, mask):
     return out
 
 
-def mask_inplace(buffer, mask, start=0, phase=0):
+def mask_inplace(buffer, mask, Py_ssize_t start=0, Py_ssize_t phase=0):
     """XOR ``buffer[start:]`` in place with ``mask`` rotated by ``phase``.
 
     ``phase`` is the position in the key of the first byte (0-3), so a payload
@@ -162,36 +149,43 @@ def mask_inplace(buffer, mask, start=0, phase=0):
     cdef unsigned char key[4]
     cdef unsigned char rkey[4]
     cdef Py_buffer view
-    cdef unsigned char *ptr
-    cdef Py_ssize_t n, first, rotation
-    cdef bint borrowed = False
-    _read_key(mask, key)
-    if PyByteArray_CheckExact(buffer) and PyByteArray_GET_SIZE(buffer) < NOGIL_THRESHOLD:
-        # Small: the GIL stays held, so the bytearray cannot be resized meanwhile.
-        ptr = <unsigned char *>PyByteArray_AS_STRING(buffer)
-        n = PyByteArray_GET_SIZE(buffer)
+    cdef Py_ssize_t n
+    if PyBytes_CheckExact(mask) and PyBytes_GET_SIZE(mask) == 4:
+        memcpy(key, PyBytes_AS_STRING(mask), 4)
     else:
-        if not PyObject_CheckBuffer(buffer):
-            raise TypeError("mask_inplace needs a writable buffer")
-        PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
+        _read_key(mask, key)
+    if PyByteArray_CheckExact(buffer) and PyByteArray_GET_SIZE(buffer) < NOGIL_THRESHOLD:
+        # The common case, without a buffer export: the GIL stays held, so
+        # the bytearray cannot be resized meanwhile.
+        n = PyByteArray_GET_SIZE(buffer)
+        _check_span(start, phase, n)
+        _rotate(key, phase, rkey)
+        wsf_mask(<unsigned char *>PyByteArray_AS_STRING(buffer) + start,
+                 <unsigned char *>PyByteArray_AS_STRING(buffer) + start, <size_t>(n - start), rkey)
+        return (phase + n - start) & 3
+    if not PyObject_CheckBuffer(buffer):
+        raise TypeError("mask_inplace needs a writable buffer")
+    PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
+    try:
         if view.readonly:
-            PyBuffer_Release(&view)
             raise TypeError("mask_inplace needs a writable buffer")
         if not PyBuffer_IsContiguous(&view, b'C'):
-            PyBuffer_Release(&view)
             raise BufferError("data must be a C-contiguous buffer")
-        borrowed = True
-        ptr = <unsigned char *>view.buf
         n = view.len
-    try:
-        first = _bounded(start, 0, n, "start must be between 0 and len(buffer)")
-        rotation = _bounded(phase, 0, 3, "phase must be between 0 and 3")
-        _rotate(key, rotation, rkey)
-        _mask(ptr + first, ptr + first, n - first, rkey)
+        _check_span(start, phase, n)
+        _rotate(key, phase, rkey)
+        _mask(<unsigned char *>view.buf + start, <unsigned char *>view.buf + start, n - start, rkey)
     finally:
-        if borrowed:
-            PyBuffer_Release(&view)
-    return (rotation + n - first) & 3
+        PyBuffer_Release(&view)
+    return (phase + n - start) & 3
+
+
+cdef inline int _check_span(Py_ssize_t start, Py_ssize_t phase, Py_ssize_t n) except -1:
+    if start < 0 or start > n:
+        raise ValueError("start must be between 0 and len(buffer)")
+    if phase < 0 or phase > 3:
+        raise ValueError("phase must be between 0 and 3")
+    return 0
 
 
 cdef unsigned char _key_block[KEY_BLOCK_SIZE]
@@ -280,7 +274,7 @@ cdef int _parse(const unsigned char *p, Py_ssize_t avail, Header *h) except -1:
     return 1
 
 
-def parse_header(data, offset=0):
+def parse_header(data, Py_ssize_t offset=0):
     """Parse the frame header that starts at ``data[offset]``.
 
     Returns ``(opcode, fin, rsv, length, mask, header_length)`` where ``rsv``
@@ -309,13 +303,14 @@ def parse_header(data, offset=0):
     return h.opcode, bool(h.fin), h.rsv, h.length, mask, h.size
 
 
-cdef int _check_opcode_rsv(object opcode, object rsv, int *op, int *bits) except -1:
-    """Check ``opcode`` and ``rsv`` as the fallback does, into C ints."""
-    opcode = PyNumber_Index(opcode)
-    if not (0 <= opcode <= 15 and _known_opcode(opcode)):
+cdef int _check_opcode_rsv(Py_ssize_t opcode, Py_ssize_t rsv, int *op, int *bits) except -1:
+    """Check ``opcode`` and ``rsv``, into C ints."""
+    if not (0 <= opcode <= 15 and _known_opcode(<int>opcode)):
         raise ValueError(f"reserved opcode {opcode:#x}")
-    op[0] = opcode
-    bits[0] = _bounded(rsv, 0, 7, "rsv must be between 0 and 7")
+    if rsv < 0 or rsv > 7:
+        raise ValueError("rsv must be between 0 and 7")
+    op[0] = <int>opcode
+    bits[0] = <int>rsv
     return 0
 
 
@@ -357,7 +352,7 @@ cdef inline unsigned long long _length(object length) except? 0xFFFFFFFFFFFFFFFF
     return <unsigned long long>length
 
 
-def build_header(opcode, length, fin=True, rsv=0, mask=None):
+def build_header(Py_ssize_t opcode, length, fin=True, Py_ssize_t rsv=0, mask=None):
     """Return the header of a frame with a ``length``-byte payload.
 
     With a ``mask`` the header ends with the 4-byte key (the payload must then
@@ -380,7 +375,7 @@ def build_header(opcode, length, fin=True, rsv=0, mask=None):
     return PyBytes_FromStringAndSize(<char *>out, size)
 
 
-def build_frame(opcode, payload, fin=True, rsv=0, mask=None):
+def build_frame(Py_ssize_t opcode, payload, fin=True, Py_ssize_t rsv=0, mask=None):
     """Return a whole frame: header, masking key and (masked) payload.
 
     ``mask`` is ``None`` or ``False`` for an unmasked frame (server side),
@@ -486,7 +481,7 @@ cdef class FrameReader:
         """Bytes of the stream held for an incomplete frame."""
         return self._head_len + self._got
 
-    def partial(self, start=0):
+    def partial(self, Py_ssize_t start=0):
         """Describe the incomplete frame whose header has been read.
 
         Returns ``(opcode, fin, rsv, length, payload[start:received])`` with
@@ -494,13 +489,13 @@ cdef class FrameReader:
         in progress. Lets the protocol layer validate a large text frame as
         its bytes arrive.
         """
-        cdef Py_ssize_t first
         if start < 0:
             raise ValueError("start must not be negative")
         if self._buf == NULL:
             return None
-        first = self._got if start > self._got else start
-        data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(<object>self._buf) + first, self._got - first)
+        if start > self._got:
+            start = self._got
+        data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(<object>self._buf) + start, self._got - start)
         return self._hdr.opcode, self._hdr.fin == 1, self._hdr.rsv, self._hdr.length, data
 
     def feed(self, data):

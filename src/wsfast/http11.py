@@ -76,13 +76,17 @@ class HTTPError(WebSocketError):
 
 
 class Headers:
-    """HTTP header fields: ordered, repeatable, looked up case-insensitively."""
+    """HTTP header fields: ordered, repeatable, looked up case-insensitively.
 
-    __slots__ = ("_items", "_index")
+    A plain list of pairs: a handshake has a dozen fields and looks a few of
+    them up, and an open connection keeps its request and response, so a
+    list is both fast enough and the lightest to keep.
+    """
+
+    __slots__ = ("_items",)
 
     def __init__(self, items: Union[Iterable[tuple[str, str]], dict[str, str], None] = None) -> None:
         self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
         if items is not None:
             pairs = items.items() if isinstance(items, dict) else items
             for name, value in pairs:
@@ -91,16 +95,16 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a field (a repeated name keeps every value)."""
         self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The value of ``name``; repeated fields are joined with ``", "``."""
-        values = self._index.get(name.lower())
+        values = self.get_all(name)
         return ", ".join(values) if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
-        return list(self._index.get(name.lower(), ()))
+        key = name.lower()
+        return [value for field_name, value in self._items if field_name.lower() == key]
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -109,7 +113,10 @@ class Headers:
         return value
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(field_name.lower() == key for field_name, _ in self._items)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)

@@ -37,13 +37,14 @@ from wsfast.exceptions import FrameError
 
 cdef extern from "_kernels.h" nogil:
     ctypedef struct wsf_utf8_state:
-        unsigned char need
-        unsigned char lo
-        unsigned char hi
+        unsigned int dfa
+    void wsf_utf8_init()
     void wsf_mask(unsigned char *dst, const unsigned char *src, size_t n, const unsigned char *key)
     ptrdiff_t wsf_utf8_feed(wsf_utf8_state *st, const unsigned char *s, size_t n)
 
 IMPLEMENTATION = "cython"
+
+wsf_utf8_init()
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -203,6 +204,20 @@ cdef inline int _next_key(unsigned char *key) except -1:
     memcpy(key, _key_block + _key_pos, 4)
     _key_pos += 4
     return 0
+
+
+cdef void _forget_keys() noexcept:
+    global _key_pos
+    _key_pos = KEY_BLOCK_SIZE
+
+
+def _after_fork_in_child():
+    """A forked child must not hand out its parent's keys."""
+    _forget_keys()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def mask_key():
@@ -646,7 +661,7 @@ cdef class Utf8Validator:
     @property
     def complete(self):
         """``True`` when the input so far is valid and ends on a code point."""
-        return self._valid and self._state.need == 0
+        return self._valid and self._state.dfa == 0
 
     @property
     def position(self):
@@ -655,9 +670,7 @@ cdef class Utf8Validator:
 
     def reset(self):
         """Forget everything fed so far."""
-        self._state.need = 0
-        self._state.lo = 0x80
-        self._state.hi = 0xBF
+        self._state.dfa = 0
         self._valid = True
         self._position = 0
 
@@ -678,7 +691,6 @@ cdef class Utf8Validator:
             return True
         self._position += bad
         self._valid = False
-        self._state.need = 0
         return False
 
 
@@ -688,9 +700,7 @@ def validate_utf8(data):
     cdef int acquired
     cdef ptrdiff_t bad
     cdef wsf_utf8_state state
-    state.need = 0
-    state.lo = 0x80
-    state.hi = 0xBF
+    state.dfa = 0
     acquired = _read_buffer(data, &view)
     if view.len >= NOGIL_THRESHOLD:
         with nogil:
@@ -698,4 +708,4 @@ def validate_utf8(data):
     else:
         bad = wsf_utf8_feed(&state, <const unsigned char *>view.buf, <size_t>view.len)
     _release(&view, acquired)
-    return bad < 0 and state.need == 0
+    return bad < 0 and state.dfa == 0

@@ -38,6 +38,15 @@ def _stale_build_warning() -> Optional[str]:
     installed = Path(wsfast.__file__).resolve().parent
     source = REPO / "src" / "wsfast"
     if installed == source.resolve():
+        # An in-place build: is the extension older than its sources?
+        built = [p.stat().st_mtime for p in source.glob("_speedups.*") if p.suffix in (".so", ".pyd")]
+        sources = [p.stat().st_mtime for p in (source / "_speedups.pyx", source / "_kernels.h")
+                   if p.exists()]
+        if built and sources and max(built) < max(sources):
+            return (
+                "the in-place wsfast._speedups in src/ is older than _speedups.pyx or"
+                " _kernels.h: rebuild it to measure the current code"
+            )
         return None
     stale = []
     for name in ("_fallback.py", "_speedups.pyx", "_kernels.h", "codec.py"):

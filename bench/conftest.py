@@ -1,9 +1,11 @@
 """Shared machinery of the wsfast codec benchmarks (see bench/README.md).
 
 * Quick defaults: unless given on the command line (or in PYTEST_ADDOPTS),
-  ``--benchmark-max-time`` is 0.2 s and ``--benchmark-min-rounds`` 5, which
-  keeps a full run at a few minutes. Pass them explicitly for a longer,
+  ``--benchmark-max-time`` is 0.5 s and ``--benchmark-min-rounds`` 5, which
+  keeps a full run at about two minutes. Pass them explicitly for a longer,
   steadier run.
+* ``--benchmark-json`` files leave out the per-round timings (over 100 MB
+  for a full run); set ``WSFAST_BENCH_KEEP_DATA=1`` to keep them.
 * Every benchmark records, in ``extra_info``, what ``bench/report.py`` needs:
   the group, the case (size), the implementation, its role (``reference`` for
   the entry the group's ratios are taken against), the bytes and frames per
@@ -33,7 +35,7 @@ from _benchlib import HERE, Bench, versions, wsfast_info
 
 # Quick defaults, applied only when the option was not given explicitly.
 _QUICK_DEFAULTS = {
-    "--benchmark-max-time": ("benchmark_max_time", "0.2"),
+    "--benchmark-max-time": ("benchmark_max_time", "0.5"),
     "--benchmark-min-rounds": ("benchmark_min_rounds", "5"),
 }
 
@@ -64,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ImportError:
         if _bench_requested(config):
             raise pytest.UsageError(
-                "the benchmarks need pytest-benchmark: pip install -e '.[bench]'"
+                "the benchmarks need pytest-benchmark: pip install '.[bench]'"
             ) from None
         return
     given = " ".join(
@@ -90,6 +92,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     machine_info["wsfast"] = wsfast_info()
     machine_info["peers"] = versions()
+    if hasattr(os, "getloadavg"):
+        # Taken as the JSON is written: the 5-minute figure spans the run.
+        # The benchmark itself accounts for about 1.0.
+        machine_info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        machine_info["cpu_count"] = os.cpu_count()
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    if os.environ.get("WSFAST_BENCH_KEEP_DATA") == "1":
+        return
+    for entry in output_json.get("benchmarks", []):
+        entry.get("stats", {}).pop("data", None)
 
 
 @pytest.fixture

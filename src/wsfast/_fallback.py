@@ -274,9 +274,7 @@ def _pack_header(opcode: int, length: int, fin: bool, rsv: int, masked: bool) ->
     return struct.pack("!BBQ", b0, m | 127, length)
 
 
-def build_header(
-    opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: Optional[Buffer] = None
-) -> bytes:
+def build_header(opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: Optional[Buffer] = None) -> bytes:
     """Return the header of a frame with a ``length``-byte payload.
 
     With a ``mask`` the header ends with the 4-byte key (the payload must then
@@ -346,9 +344,7 @@ class FrameReader:
         "_error",
     )
 
-    def __init__(
-        self, max_frame_size: Optional[int] = 2**20, expect_masked: Optional[bool] = None
-    ) -> None:
+    def __init__(self, max_frame_size: Optional[int] = 2**20, expect_masked: Optional[bool] = None) -> None:
         if max_frame_size is not None and max_frame_size < 0:
             raise ValueError("max_frame_size must not be negative")
         self._max = max_frame_size

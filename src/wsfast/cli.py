@@ -133,8 +133,11 @@ async def _serve(host: str, port: int, context: Optional[ssl.SSLContext]) -> Non
         for sock in server.sockets:
             address = sock.getsockname()
             shown = f"[{address[0]}]" if ":" in address[0] else address[0]
-            print(f"wsfast {__version__} ({IMPLEMENTATION} codec) serving on {scheme}://{shown}:{address[1]}/"
-                  f" (chat page; echo at /echo). Ctrl-C stops.", flush=True)
+            print(
+                f"wsfast {__version__} ({IMPLEMENTATION} codec) serving on {scheme}://{shown}:{address[1]}/"
+                f" (chat page; echo at /echo). Ctrl-C stops.",
+                flush=True,
+            )
         await stop
         print("wsfast: shutting down", flush=True)
 
@@ -172,8 +175,13 @@ async def _connect(uri: str, context: Optional[ssl.SSLContext]) -> int:
         loop.call_soon_threadsafe(lines.put_nowait, None)
 
     ws = await connect(uri, ssl=context)
-    print(f"Connected to {uri}" + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else "")
-          + ". Type a line to send it; Ctrl-D closes.", file=sys.stderr, flush=True)
+    print(
+        f"Connected to {uri}"
+        + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else "")
+        + ". Type a line to send it; Ctrl-D closes.",
+        file=sys.stderr,
+        flush=True,
+    )
     threading.Thread(target=read_stdin, daemon=True).start()
 
     async def printer() -> None:
@@ -260,13 +268,18 @@ async def _bench(size: int, count: int, duration: float) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    print(f"wsfast {__version__}, {IMPLEMENTATION} codec (speedups: {HAS_SPEEDUPS}); "
-          f"request-response over 127.0.0.1, one connection, client and server in one process")
+    print(
+        f"wsfast {__version__}, {IMPLEMENTATION} codec (speedups: {HAS_SPEEDUPS}); "
+        f"request-response over 127.0.0.1, one connection, client and server in one process"
+    )
     print(f"{'size':>9} {'messages':>9} {'msg/s':>10} {'p50 µs':>9} {'p99 µs':>9}")
     for size in args.sizes:
         result = asyncio.run(_bench(size, args.count, args.duration))
-        print(f"{result['size']:>9} {result['messages']:>9} {result['per_second']:>10.0f} "
-              f"{result['p50_us']:>9.1f} {result['p99_us']:>9.1f}", flush=True)
+        print(
+            f"{result['size']:>9} {result['messages']:>9} {result['per_second']:>10.0f} "
+            f"{result['p50_us']:>9.1f} {result['p99_us']:>9.1f}",
+            flush=True,
+        )
     return 0
 
 

@@ -32,9 +32,7 @@ class _Event:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and all(
-            getattr(self, name) == getattr(other, name) for name in self.__slots__
-        )
+        return type(other) is type(self) and all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
     def __hash__(self) -> int:
         return hash((type(self),) + tuple(getattr(self, name) for name in self.__slots__))
@@ -139,6 +137,4 @@ class HandshakeFailed(_Event):
         _set(self, "error", error)
 
 
-Event = Union[
-    TextMessage, BinaryMessage, Fragment, Ping, Pong, CloseReceived, HandshakeFailed, Request, Response
-]
+Event = Union[TextMessage, BinaryMessage, Fragment, Ping, Pong, CloseReceived, HandshakeFailed, Request, Response]

@@ -188,7 +188,9 @@ def check_request(request: Request, origins: Optional[Sequence[Optional[str]]] =
         )
     keys = headers.get_all("Sec-WebSocket-Key")
     if len(keys) != 1:
-        raise InvalidHandshake("missing or repeated Sec-WebSocket-Key", error_response(400, "Invalid Sec-WebSocket-Key"))
+        raise InvalidHandshake(
+            "missing or repeated Sec-WebSocket-Key", error_response(400, "Invalid Sec-WebSocket-Key")
+        )
     key = keys[0]
     try:
         raw = base64.b64decode(key.encode("ascii"), validate=True)

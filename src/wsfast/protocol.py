@@ -53,17 +53,17 @@ from .events import (
     TextMessage,
 )
 from .exceptions import FrameError, InvalidHandshake, InvalidState, NegotiationError, connection_closed
-from .extensions import PerMessageDeflate
+from .extensions import DEFAULT_DEFLATE, PerMessageDeflate
 from .extensions.permessage_deflate import Deflate, MessageTooBig
 from .handshake import (
     SubprotocolSelector,
     build_request,
     build_response,
     check_request,
-    error_response,
-    offered_subprotocols,
     check_response,
+    error_response,
     negotiate_deflate,
+    offered_subprotocols,
     select_subprotocol,
 )
 from .http11 import (
@@ -533,11 +533,7 @@ class Connection:
         """Whether a whole message of ``size`` bytes goes out as one plain
         frame: the fast path of ``send_text`` and ``send_binary``."""
         deflate = self.deflate
-        return (
-            self.state is _OPEN
-            and not self._send_opcode
-            and (deflate is None or size < deflate.threshold)
-        )
+        return self.state is _OPEN and not self._send_opcode and (deflate is None or size < deflate.threshold)
 
     def send_continuation(self, data: Union[str, Data], *, fin: bool) -> bytes:
         """Frame the next fragment of the message started with ``fin=False``."""
@@ -645,7 +641,7 @@ class ServerConnection(Connection):
         subprotocols: Sequence[str] = (),
         select_subprotocol: Optional[SubprotocolSelector] = None,
         origins: Optional[Sequence[Optional[str]]] = None,
-        deflate: Optional[PerMessageDeflate] = PerMessageDeflate(),
+        deflate: Optional[PerMessageDeflate] = DEFAULT_DEFLATE,
         server_header: Optional[str] = None,
         max_line_length: int = MAX_LINE_LENGTH,
         max_headers: int = MAX_HEADERS,
@@ -769,7 +765,7 @@ class ClientConnection(Connection):
         *,
         origin: Optional[str] = None,
         subprotocols: Sequence[str] = (),
-        deflate: Optional[PerMessageDeflate] = PerMessageDeflate(),
+        deflate: Optional[PerMessageDeflate] = DEFAULT_DEFLATE,
         extra_headers: Sequence[tuple[str, str]] = (),
         user_agent: Optional[str] = None,
         key: Optional[str] = None,
@@ -818,9 +814,7 @@ class ClientConnection(Connection):
             self._body_left = int(length) if length and length.isdigit() else self._max_body
             return self._read_body(rest)
         try:
-            self.subprotocol, session = check_response(
-                response, self._key, self.subprotocols, self.deflate_config
-            )
+            self.subprotocol, session = check_response(response, self._key, self.subprotocols, self.deflate_config)
             self._use_deflate(session)
         except InvalidHandshake as exc:
             return self._handshake_failed(exc)
@@ -858,4 +852,3 @@ class ClientConnection(Connection):
         self._discard = True
         self.failure = error
         return [HandshakeFailed(error)]
-

@@ -161,7 +161,9 @@ class WebSocket(Listener):
 
     # ------------------------------------------------------------ sending
 
-    async def send(self, message: Union[Message, bytearray, memoryview, Iterable[Message], AsyncIterable[Message]]) -> None:
+    async def send(
+        self, message: Union[Message, bytearray, memoryview, Iterable[Message], AsyncIterable[Message]]
+    ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary; an
         (async) iterable of ``str`` or of bytes as a fragmented message.
         Waits while the transport's write buffer is above ``write_limit``."""
@@ -250,11 +252,7 @@ def broadcast(
     for connection in connections:
         ws = connection.transport if isinstance(connection, WebSocket) else connection
         conn = ws.conn
-        if (
-            conn.state is not State.OPEN
-            or conn._send_opcode
-            or ws.write_buffer_size() > ws.options.write_limit
-        ):
+        if conn.state is not State.OPEN or conn._send_opcode or ws.write_buffer_size() > ws.options.write_limit:
             skipped.append(connection)
             continue
         if conn._mask:  # a client connection: each frame needs its own key

@@ -6,10 +6,10 @@ options cost no memory per connection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from ..extensions import PerMessageDeflate
+from ..extensions import DEFAULT_DEFLATE, PerMessageDeflate
 from ..handshake import SubprotocolSelector
 from ..http11 import MAX_HEAD_SIZE, MAX_HEADERS, MAX_LINE_LENGTH
 from ..protocol import MAX_MESSAGE_SIZE
@@ -64,7 +64,7 @@ class Options:
     ping_timeout: Optional[float] = 20.0
     subprotocols: Sequence[str] = ()
     select_subprotocol: Optional[SubprotocolSelector] = None
-    deflate: Optional[PerMessageDeflate] = field(default_factory=PerMessageDeflate)
+    deflate: Optional[PerMessageDeflate] = DEFAULT_DEFLATE
     origins: Optional[Sequence[Optional[str]]] = None
     extra_headers: Sequence[tuple[str, str]] = ()
     text_as_bytes: bool = False

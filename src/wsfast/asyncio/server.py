@@ -22,7 +22,6 @@ from ..handshake import error_response
 from ..http11 import Request, Response
 from ..protocol import ServerConnection, State
 from .connection import WebSocket
-from .listener import Listener
 from .options import Options
 from .transport import RequestResult, WebSocketTransport
 
@@ -33,9 +32,7 @@ logger = logging.getLogger("wsfast")
 Handler = Callable[[WebSocket], Awaitable[Any]]
 """A coroutine function run for each connection of :func:`serve`."""
 
-ProcessRequest = Callable[
-    [WebSocketTransport, Request], Union[Optional[Response], Awaitable[Optional[Response]]]
-]
+ProcessRequest = Callable[[WebSocketTransport, Request], Union[Optional[Response], Awaitable[Optional[Response]]]]
 """Called with each request before the upgrade: return a
 :class:`~wsfast.http11.Response` to answer it (authentication, health
 checks, plain HTTP pages), or ``None`` to go on with the WebSocket upgrade."""
@@ -210,9 +207,7 @@ def create_server(
     """
     options, loop_kwargs = _split(kwargs)
     server = Server(factory, options, max_connections=max_connections, server_header=server_header)
-    return _Starting(
-        server, lambda: server._start(host, port, path=path, sock=sock, ssl=ssl, **loop_kwargs)
-    )
+    return _Starting(server, lambda: server._start(host, port, path=path, sock=sock, ssl=ssl, **loop_kwargs))
 
 
 def serve(

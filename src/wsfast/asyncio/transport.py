@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Optional, Union
 from ..events import CloseReceived, HandshakeFailed, Ping, Pong
 from ..exceptions import ConnectionClosed, InvalidHandshake, connection_closed
 from ..http11 import Request, Response
-from ..protocol import ClientConnection, Connection, ServerConnection, State
+from ..protocol import Connection, ServerConnection, State
 from .listener import Listener
 from .options import Options
 

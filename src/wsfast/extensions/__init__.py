@@ -9,13 +9,14 @@ import re
 from typing import Iterable, Optional
 
 from ..exceptions import NegotiationError
-from .permessage_deflate import Deflate, PerMessageDeflate
+from .permessage_deflate import DEFAULT_DEFLATE, Deflate, PerMessageDeflate
 
 __all__ = [
     "ExtensionParams",
     "parse_extensions",
     "serialize_extension",
     "PerMessageDeflate",
+    "DEFAULT_DEFLATE",
     "Deflate",
 ]
 
@@ -55,9 +56,7 @@ def parse_extensions(values: Iterable[str]) -> list[tuple[str, ExtensionParams]]
                 if param_value is not None and param_value.startswith('"'):
                     param_value = re.sub(r"\\(.)", r"\1", param_value[1:-1])
                     if not _TOKEN_RE.fullmatch(param_value):
-                        raise NegotiationError(
-                            f"invalid quoted parameter value in Sec-WebSocket-Extensions: {value!r}"
-                        )
+                        raise NegotiationError(f"invalid quoted parameter value in Sec-WebSocket-Extensions: {value!r}")
                 params.append((match.group(1).lower(), param_value))
                 pos = match.end()
             result.append((name, params))

@@ -18,12 +18,17 @@ from ..exceptions import NegotiationError
 if TYPE_CHECKING:
     from . import ExtensionParams
 
-__all__ = ["PerMessageDeflate", "Deflate", "MessageTooBig", "EXTENSION_NAME"]
+__all__ = ["PerMessageDeflate", "DEFAULT_DEFLATE", "Deflate", "MessageTooBig", "EXTENSION_NAME"]
 
 EXTENSION_NAME = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"
 _STEP = 65536  # bytes of input, and of output, per zlib call on large messages
-_PARAMS = ("server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits")
+_PARAMS = (
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+)
 
 
 class MessageTooBig(Exception):
@@ -174,6 +179,10 @@ class PerMessageDeflate:
             mem_level=self.mem_level,
         )
         return response, deflate
+
+
+DEFAULT_DEFLATE = PerMessageDeflate()
+"""The default configuration (immutable, so one instance serves everyone)."""
 
 
 class Deflate:

@@ -78,10 +78,10 @@ def _key(mask: object) -> bytes:
 def _ssize(value: object) -> int:
     """``value`` as a C ``Py_ssize_t``, as the compiled twin takes it:
     ``TypeError`` for a non-integer, ``OverflowError`` if it does not fit."""
-    index = operator.index(value)  # type: ignore[call-overload]
+    index = operator.index(value)  # type: ignore[arg-type]
     if not -sys.maxsize - 1 <= index <= sys.maxsize:
         raise OverflowError("Python int too large to convert to C ssize_t")
-    return index  # type: ignore[no-any-return]
+    return index
 
 
 def _bounded(value: object, lo: int, hi: int, message: str) -> int:
@@ -143,7 +143,7 @@ def mask_inplace(buffer: Buffer, mask: Buffer, start: int = 0, phase: int = 0) -
     """
     key = _key(mask)
     try:
-        view = memoryview(buffer)  # type: ignore[arg-type]
+        view = memoryview(buffer)
     except TypeError:
         raise TypeError("mask_inplace needs a writable buffer") from None
     if view.readonly:

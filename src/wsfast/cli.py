@@ -122,9 +122,14 @@ async def _serve(host: str, port: int, context: Optional[ssl.SSLContext]) -> Non
     app = _App()
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(signum, lambda: stop.done() or stop.set_result(None))
+            loop.add_signal_handler(signum, request_stop)
         except (NotImplementedError, RuntimeError):  # Windows
             pass
     routes = {"/": app.chat, "/echo": app.echo}

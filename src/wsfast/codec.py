@@ -17,7 +17,7 @@ else:
     try:
         from . import _speedups as _impl  # type: ignore[no-redef]
     except ImportError:  # not compiled: a build without a compiler, or PyPy
-        from . import _fallback as _impl  # type: ignore[no-redef]
+        from . import _fallback as _impl
 
 HAS_SPEEDUPS: bool = _impl.IMPLEMENTATION == "cython"
 """``True`` when the compiled extension is in use."""

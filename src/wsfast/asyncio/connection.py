@@ -175,10 +175,10 @@ class WebSocket(Listener):
         elif isinstance(message, dict):
             raise TypeError("cannot send a dict: encode it first (json.dumps)")
         elif hasattr(message, "__aiter__"):
-            await self._send_fragments(message.__aiter__())  # type: ignore[union-attr]
+            await self._send_fragments(message.__aiter__())
             return
         elif hasattr(message, "__iter__"):
-            await self._send_fragments(_aiter(message))  # type: ignore[arg-type]
+            await self._send_fragments(_aiter(message))
             return
         else:
             raise TypeError(f"cannot send {type(message).__name__}")

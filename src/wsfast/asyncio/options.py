@@ -69,20 +69,3 @@ class Options:
     extra_headers: Sequence[tuple[str, str]] = ()
     text_as_bytes: bool = False
     stream_messages: bool = False
-
-    def connection_options(self) -> dict[str, object]:
-        """Keyword arguments for :class:`~wsfast.protocol.Connection`."""
-        return {
-            "max_message_size": self.max_message_size,
-            "max_frame_size": self.max_frame_size,
-            "text_as_bytes": self.text_as_bytes,
-            "stream_messages": self.stream_messages,
-        }
-
-    def head_limits(self) -> dict[str, int]:
-        """Keyword arguments for the HTTP head limits."""
-        return {
-            "max_line_length": self.max_line_length,
-            "max_headers": self.max_headers,
-            "max_head_size": self.max_head_size,
-        }

@@ -62,7 +62,7 @@ class Server:
         self.server_header = server_header
         self.connections: set[WebSocketTransport] = set()
         self._factory = factory
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._server: Optional[asyncio.Server] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -74,8 +74,13 @@ class Server:
             origins=options.origins,
             deflate=options.deflate,
             server_header=self.server_header,
-            **options.head_limits(),
-            **options.connection_options(),  # type: ignore[arg-type]
+            max_line_length=options.max_line_length,
+            max_headers=options.max_headers,
+            max_head_size=options.max_head_size,
+            max_message_size=options.max_message_size,
+            max_frame_size=options.max_frame_size,
+            text_as_bytes=options.text_as_bytes,
+            stream_messages=options.stream_messages,
         )
         ws = WebSocketTransport(conn, options, on_request=self._on_request, server=self)
         self.connections.add(ws)
@@ -151,10 +156,12 @@ class Server:
         **kwargs: Any,
     ) -> Server:
         loop = asyncio.get_running_loop()
-        if path is not None:
+        if path is not None or (sock is not None and sock.family == getattr(socket, "AF_UNIX", None)):
             self._server = await loop.create_unix_server(self._protocol, path, sock=sock, ssl=ssl, **kwargs)
+        elif sock is not None:
+            self._server = await loop.create_server(self._protocol, sock=sock, ssl=ssl, **kwargs)
         else:
-            self._server = await loop.create_server(self._protocol, host, port, sock=sock, ssl=ssl, **kwargs)
+            self._server = await loop.create_server(self._protocol, host, port, ssl=ssl, **kwargs)
         return self
 
 
@@ -230,11 +237,12 @@ def serve(
         async with wsfast.serve(handler, "127.0.0.1", 8765) as server:
             await server.serve_forever()
     """
-    routes = handler if isinstance(handler, Mapping) else None
+    routes: Mapping[str, Handler] = handler if isinstance(handler, Mapping) else {}
+    single: Optional[Handler] = None if isinstance(handler, Mapping) else handler
     server_ref: list[Server] = []
 
     def factory(ws: WebSocketTransport, request: Request) -> Any:
-        target = routes.get(request.path) if routes is not None else handler
+        target = single if single is not None else routes.get(request.path)
         if target is None:
             return error_response(404, "Not Found")
         if process_request is None:

@@ -170,9 +170,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- connect
 
 
-async def _connect(uri: str, context: Optional[ssl.SSLContext]) -> int:
+async def _connect(uri: str, context: Optional[ssl.SSLContext], linger: float) -> int:
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[Optional[str]] = asyncio.Queue()
+    last_message = [loop.time()]
 
     def read_stdin() -> None:  # a daemon thread: stdin may be a tty, a pipe or a file
         for line in sys.stdin:
@@ -191,6 +192,7 @@ async def _connect(uri: str, context: Optional[ssl.SSLContext]) -> int:
 
     async def printer() -> None:
         async for message in ws:
+            last_message[0] = loop.time()
             if isinstance(message, str):
                 print(f"< {message}", flush=True)
             else:
@@ -208,6 +210,15 @@ async def _connect(uri: str, context: Optional[ssl.SSLContext]) -> int:
             if line is None:
                 break
             await ws.send(line)
+        # End of input: replies to the last lines may still be on their way.
+        # Wait until the server has been quiet for `linger` seconds (at most
+        # 10 linger periods), then close.
+        deadline = loop.time() + 10 * linger
+        while not receiving.done() and loop.time() < deadline:
+            quiet_until = last_message[0] + linger
+            if loop.time() >= quiet_until:
+                break
+            await asyncio.wait({receiving}, timeout=quiet_until - loop.time())
     except ConnectionClosed:
         pass
     await ws.close()
@@ -227,7 +238,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
     try:
-        return asyncio.run(_connect(args.uri, context))
+        return asyncio.run(_connect(args.uri, context, args.linger))
     except InvalidURI as exc:
         return _fail(str(exc), 2)
     except ssl.SSLError as exc:
@@ -309,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("uri", help="ws:// or wss:// URI")
     p.add_argument("--cafile", help="trust this CA bundle (PEM) for wss://")
     p.add_argument("--insecure", action="store_true", help="do not verify the server certificate")
+    p.add_argument(
+        "--linger",
+        type=float,
+        default=0.5,
+        help="after the end of input, wait until the server is quiet this long before closing (default 0.5 s)",
+    )
     p.set_defaults(func=cmd_connect)
 
     p = commands.add_parser("bench", parents=[verbose], help="measure a local echo round trip")

@@ -243,15 +243,15 @@ class Connection:
     def _use_deflate(self, deflate: Optional[Deflate]) -> None:
         """Adopt the negotiated permessage-deflate session.
 
-        Deflate can make an incompressible message slightly larger, so a
-        compressed frame may exceed ``max_frame_size`` by that much (5 bytes
-        per 16 KiB block at worst); the inflated message is still held to
-        ``max_message_size``.
+        Deflate makes an incompressible message slightly larger (5 bytes per
+        stored block, and a peer with a small zlib ``memLevel`` writes blocks
+        of 128 bytes), so a compressed frame may exceed ``max_frame_size`` by
+        1/16; the inflated message is still held to ``max_message_size``.
         """
         self.deflate = deflate
         limit = self.max_frame_size
         if deflate is not None and limit is not None:
-            self._reader = FrameReader(limit + limit // 1024 + 64, self.role is Role.SERVER)
+            self._reader = FrameReader(limit + limit // 16 + 64, self.role is Role.SERVER)
 
     # ------------------------------------------------------------ status
 

@@ -82,9 +82,11 @@ class Server:
             text_as_bytes=options.text_as_bytes,
             stream_messages=options.stream_messages,
         )
-        ws = WebSocketTransport(conn, options, on_request=self._on_request, server=self)
+        return WebSocketTransport(conn, options, on_request=self._on_request, server=self)
+
+    def _register(self, ws: WebSocketTransport) -> None:
+        """A connection was made (after the TLS handshake, if any)."""
         self.connections.add(ws)
-        return ws
 
     def _on_request(self, ws: WebSocketTransport, request: Request) -> Any:
         if self._closing:
@@ -242,23 +244,22 @@ def serve(
     server_ref: list[Server] = []
 
     def factory(ws: WebSocketTransport, request: Request) -> Any:
+        if process_request is None:
+            return _route(ws, request)
+        answer = process_request(ws, request)
+        if asyncio.iscoroutine(answer) or isinstance(answer, asyncio.Future):
+            return _decide_later(ws, request, answer)
+        return answer if answer is not None else _route(ws, request)
+
+    async def _decide_later(ws: WebSocketTransport, request: Request, answer: Awaitable[Optional[Response]]) -> Any:
+        response = await answer
+        return response if response is not None else _route(ws, request)
+
+    def _route(ws: WebSocketTransport, request: Request) -> Union[WebSocket, Response]:
         target = single if single is not None else routes.get(request.path)
         if target is None:
             return error_response(404, "Not Found")
-        if process_request is None:
-            return _accept(ws, target)
-        answer = process_request(ws, request)
-        if asyncio.iscoroutine(answer) or isinstance(answer, asyncio.Future):
-            return _decide_later(ws, target, answer)
-        return answer if answer is not None else _accept(ws, target)
-
-    async def _decide_later(ws: WebSocketTransport, target: Handler, answer: Awaitable[Optional[Response]]) -> Any:
-        response = await answer
-        return response if response is not None else _accept(ws, target)
-
-    def _accept(ws: WebSocketTransport, target: Handler) -> WebSocket:
-        websocket = _HandledWebSocket(ws.options.max_queue, target, server_ref[0])
-        return websocket
+        return _HandledWebSocket(ws.options.max_queue, target, server_ref[0])
 
     starting = create_server(factory, host, port, **kwargs)
     if starting._server.options.stream_messages:

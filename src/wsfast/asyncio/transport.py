@@ -16,10 +16,11 @@ import itertools
 import logging
 import os
 import threading
-from typing import Any, Awaitable, Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Optional, Union, cast
 
 from ..events import BinaryMessage, CloseReceived, Fragment, HandshakeFailed, Ping, Pong, TextMessage
 from ..exceptions import ConnectionClosed, InvalidHandshake, connection_closed
+from ..handshake import error_response
 from ..http11 import Request, Response
 from ..protocol import Connection, ServerConnection, State
 from .listener import Listener
@@ -79,6 +80,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         "remote_address",
         "_server",
         "_batch",
+        "_closing",
     )
 
     def __init__(
@@ -115,6 +117,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         # While buffer_updated runs, writes are collected here and go out in
         # one transport.write at its end (an echo of 100 frames: one send).
         self._batch: Optional[list[bytes]] = None
+        self._closing = False  # the close timer is armed
 
     def __repr__(self) -> str:
         return f"<WebSocketTransport #{self.id} {self.conn.role.value} {self.conn.state.name}>"
@@ -276,8 +279,11 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     # ------------------------------------------------------------ asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # Duck-typed: uvloop's transports are not asyncio.Transport subclasses.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        if self._server is not None:
+            self._server._register(self)
         self.remote_address = transport.get_extra_info("peername")
         options = self.options
         transport.set_write_buffer_limits(high=options.write_limit)
@@ -303,8 +309,16 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             self._flush()
             self._internal_error(exc)
             return
+        self._after_input()
+
+    def _after_input(self) -> None:
+        """Write the automatic replies and the batch; end the transport in
+        time if a close frame went out or came in."""
+        conn = self.conn
         out = conn.data_to_send()
         if out:
+            if self._batch is None:
+                self._batch = []
             self._batch.append(out)
         self._flush()
         if conn.state is not State.OPEN and conn.state is not State.CONNECTING:
@@ -393,7 +407,11 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     def _got_request(self, request: Request) -> None:
         assert self._on_request is not None
-        result = self._on_request(self, request)
+        try:
+            result = self._on_request(self, request)
+        except Exception as exc:
+            logger.error("connection #%d: error while processing the request", self.id, exc_info=exc)
+            result = error_response(500, "Internal Server Error")
         if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
             assert self._transport is not None
             self._transport.pause_reading()
@@ -411,23 +429,23 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         exc = task.exception()
         if exc is not None:
             logger.error("connection #%d: error while processing the request", self.id, exc_info=exc)
-            from ..handshake import error_response
-
             result: RequestResult = error_response(500, "Internal Server Error")
         else:
             result = task.result()
         self._transport.resume_reading()
+        self._batch = []
         try:
             self._answer_request(result)
         except Exception as error:
+            self._flush()
             self._internal_error(error)
+            return
+        self._after_input()
 
     def _answer_request(self, result: RequestResult) -> None:
         conn = self.conn
         assert isinstance(conn, ServerConnection) and self._transport is not None
         if result is None:
-            from ..handshake import error_response
-
             result = error_response(404, "Not Found")
         if isinstance(result, Response):
             self._transport.write(conn.reject(result))
@@ -440,6 +458,12 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             self._transport.write(conn.reject(exc.response))  # type: ignore[arg-type]
             self._transport.close()
             self._handshake_failed(exc)
+            return
+        except Exception as exc:  # a select_subprotocol callback failed
+            logger.error("connection #%d: error while accepting the request", self.id, exc_info=exc)
+            self._transport.write(conn.reject(error_response(500, "Internal Server Error")))
+            self._transport.close()
+            self._handshake_failed(InvalidHandshake("error while accepting the request"))
             return
         self._transport.write(response)
         self.listener = result
@@ -507,7 +531,8 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             self._cancel_timer()
             self._flush()  # the close frame may be in the batch
             transport.close()
-        elif self._timer is None or self._timer.when() > self._loop.time() + (self.options.close_timeout or 0):
+        elif not self._closing:  # the close timer replaces the keepalive timer
+            self._closing = True
             self._cancel_timer()
             if self.options.close_timeout is not None:
                 self._timer = self._loop.call_later(self.options.close_timeout, self._close_timed_out)
@@ -519,7 +544,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     def _arm_keepalive(self) -> None:
         interval = self.options.ping_interval
-        if interval is not None:
+        if interval is not None and not self._closing:
             self._timer = self._loop.call_later(interval, self._keepalive)
 
     def _keepalive(self) -> None:
@@ -549,14 +574,16 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         if data not in pings:
             return
         now = self._loop.time()
+        keepalive = False
         # A pong answers its ping and every earlier one (RFC 6455 section 5.5.3).
         for payload in list(pings):
             sent_at, future = pings.pop(payload)
+            keepalive = keepalive or future is None
             if future is not None and not future.done():
                 future.set_result(now - sent_at)
             if payload == data:
                 self.latency = now - sent_at
-                if payload.startswith(b"keepalive") and self.conn.state is State.OPEN:
-                    self._cancel_timer()
-                    self._arm_keepalive()
                 break
+        if keepalive and self.conn.state is State.OPEN and not self._closing:
+            self._cancel_timer()
+            self._arm_keepalive()

@@ -30,7 +30,7 @@ import json
 import statistics
 import sys
 from collections import defaultdict
-from typing import Any, Optional
+from typing import Optional
 
 GROUP_ORDER = ["mask-new", "mask-inplace", "mask-pure", "reader-chunked", "reader-whole", "utf8"]
 GROUP_TITLES = {

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import pytest
-
-from _benchlib import KiB, MASK, MiB, load, payload, reference_mask, size_label
+from _benchlib import MASK, KiB, MiB, load, payload, reference_mask, size_label
 
 SIZES = [16, 125, 1 * KiB, 64 * KiB, 1 * MiB, 16 * MiB]
 # Fine grid for the pure-Python crossover (int.from_bytes XOR vs translate).

@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import Any, Callable, NamedTuple
 
 import pytest
-
 from _benchlib import KiB, MiB, client_frame, load, payload, size_label
 
 PAYLOADS = [16, 125, 1 * KiB, 64 * KiB]

@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any, Callable, NamedTuple
 
 import pytest
-
 from _benchlib import KiB, MiB, load, size_label
 
 SAMPLES = {

@@ -16,7 +16,7 @@ import pytest
 
 from wsfast.events import BinaryMessage, HandshakeFailed, Ping, TextMessage
 from wsfast.exceptions import ConnectionClosed, InvalidHandshake, InvalidState, NegotiationError
-from wsfast.extensions import PerMessageDeflate
+from wsfast.extensions import DEFAULT_DEFLATE, PerMessageDeflate
 from wsfast.handshake import accept_key, generate_key
 from wsfast.http11 import Headers, Request, Response, parse_request
 from wsfast.protocol import ClientConnection, ServerConnection, State
@@ -456,7 +456,7 @@ def test_accept_extra_headers_and_server_header() -> None:
 
 
 def negotiate(
-    offer: Optional[str], config: Optional[PerMessageDeflate] = PerMessageDeflate()
+    offer: Optional[str], config: Optional[PerMessageDeflate] = DEFAULT_DEFLATE
 ) -> tuple[Optional[list[str]], ServerConnection]:
     extra = () if offer is None else (("Sec-WebSocket-Extensions", offer),)
     server, _ = server_receive(request_bytes(extra=extra), deflate=config)
@@ -1053,7 +1053,7 @@ def test_no_subprotocol_selected_is_fine() -> None:
     assert client.subprotocol is None
 
 
-def deflate_client(config: PerMessageDeflate = PerMessageDeflate()) -> tuple[ClientConnection, str]:
+def deflate_client(config: PerMessageDeflate = DEFAULT_DEFLATE) -> tuple[ClientConnection, str]:
     client, request = new_client(deflate=config)
     return client, request.headers["Sec-WebSocket-Key"]
 

@@ -281,6 +281,27 @@ def test_ping_inside_a_fragmented_message_is_answered_at_once(role: Role) -> Non
     assert conn.failure is None
 
 
+def test_automatic_replies_go_out_before_what_is_sent_after_them(role: Role) -> None:
+    """Autobahn 5.6/5.19: the ping and the last fragment arrive in one read and
+    the application echoes the message at once: the pong must come first."""
+    conn = Connection(role)
+    conn.receive_data(peer_frame(role, TEXT, b"frag", fin=False))
+    events = conn.receive_data(peer_frame(role, PING, b"now") + peer_frame(role, CONT, b"ment"))
+    assert events == [Ping(b"now"), TextMessage("fragment")]
+    out = conn.send_text("fragment")  # the echo, before data_to_send() was called
+    assert sent(conn, out) == [(PONG, True, 0, b"now"), (TEXT, True, 0, b"fragment")]
+    assert conn.data_to_send() == b""
+
+
+@pytest.mark.parametrize("method", ["send_binary", "send_ping", "send_pong", "send_close"])
+def test_every_send_method_carries_the_queued_replies(role: Role, method: str) -> None:
+    conn = Connection(role)
+    conn.receive_data(peer_frame(role, PING, b"p"))
+    frames = sent(conn, getattr(conn, method)(b"x") if method != "send_close" else conn.send_close())
+    assert frames[0] == (PONG, True, 0, b"p") and len(frames) == 2
+    assert conn.data_to_send() == b""
+
+
 # ---------------------------------------------------------------- closing handshake
 
 

@@ -4,8 +4,11 @@ Bytes in, events out: :meth:`Connection.receive_data` takes what the socket
 read and returns :mod:`~wsfast.events`. Calls in, bytes out: the ``send_*``
 methods return the bytes to write, in call order. Automatic replies (the
 pong to a ping, the close reply, an error response or close frame) are
-queued and returned by :meth:`Connection.data_to_send`; write them after
-each ``receive_data``.
+queued: the bytes a ``send_*`` method returns start with those queued before
+it, so that everything goes out in the order it was produced (a pong to a
+ping inside a fragmented message precedes the echo of that message), and
+:meth:`Connection.data_to_send` returns the rest; write it after each
+``receive_data``.
 
 The whole state is in one place, :class:`Connection`:
 
@@ -520,14 +523,24 @@ class Connection:
         """
         payload = data.encode() if isinstance(data, str) else data
         if fin and compress is None and self._plain(len(payload)):
-            return build_frame(OP_TEXT, payload, True, 0, self._mask)
+            frame = build_frame(OP_TEXT, payload, True, 0, self._mask)
+            return self._after_replies(frame) if self._out else frame
         return self._send_data(OP_TEXT, payload, fin, compress)
 
     def send_binary(self, data: Data, *, fin: bool = True, compress: Optional[bool] = None) -> bytes:
         """Frame a binary message (or its first fragment, with ``fin=False``)."""
         if fin and compress is None and self._plain(len(data)):
-            return build_frame(OP_BINARY, data, True, 0, self._mask)
+            frame = build_frame(OP_BINARY, data, True, 0, self._mask)
+            return self._after_replies(frame) if self._out else frame
         return self._send_data(OP_BINARY, data, fin, compress)
+
+    def _after_replies(self, frame: bytes) -> bytes:
+        """``frame`` behind the automatic replies queued before it, so that
+        a pong to a ping received earlier goes out before it."""
+        out = self._out
+        self._out = []
+        out.append(frame)
+        return b"".join(out)
 
     def _plain(self, size: int) -> bool:
         """Whether a whole message of ``size`` bytes goes out as one plain
@@ -547,7 +560,7 @@ class Connection:
             payload = self.deflate.compress(bytes(payload), fin)
         if fin:
             self._send_opcode = 0
-        return build_frame(OP_CONT, payload, fin, rsv, self._mask)
+        return self._after_replies(build_frame(OP_CONT, payload, fin, rsv, self._mask))
 
     def _send_data(self, opcode: int, payload: Data, fin: bool, compress: Optional[bool]) -> bytes:
         self._check_send()
@@ -560,17 +573,17 @@ class Connection:
         if not fin:
             self._send_opcode = opcode
             self._send_compressed = rsv == 4
-        return build_frame(opcode, payload, fin, rsv, self._mask)
+        return self._after_replies(build_frame(opcode, payload, fin, rsv, self._mask))
 
     def send_ping(self, data: Data = b"") -> bytes:
         """Frame a ping (at most 125 bytes of payload)."""
         self._check_send()
-        return build_frame(OP_PING, data, True, 0, self._mask)
+        return self._after_replies(build_frame(OP_PING, data, True, 0, self._mask))
 
     def send_pong(self, data: Data = b"") -> bytes:
         """Frame an unsolicited pong (pings are answered automatically)."""
         self._check_send()
-        return build_frame(OP_PONG, data, True, 0, self._mask)
+        return self._after_replies(build_frame(OP_PONG, data, True, 0, self._mask))
 
     def send_close(self, code: Optional[int] = 1000, reason: str = "") -> bytes:
         """Start the closing handshake (RFC 6455 section 7.1.2).
@@ -595,7 +608,7 @@ class Connection:
             return b""
         self.close_sent = (1005 if code is None else code, reason)
         self.state = State.CLOSING
-        return build_frame(OP_CLOSE, payload, True, 0, self._mask)
+        return self._after_replies(build_frame(OP_CLOSE, payload, True, 0, self._mask))
 
 
 def _close_payload(code: int, reason: str) -> bytes:

@@ -134,7 +134,7 @@ def apply_mask(data: Buffer, mask: Buffer) -> bytes:
     return _xor(data, key)
 
 
-def mask_inplace(buffer: Buffer, mask: Buffer, start: int = 0, phase: int = 0) -> int:
+def mask_inplace(buffer: Buffer, mask: Buffer, start: int = 0, phase: int = 0, /) -> int:
     """XOR ``buffer[start:]`` in place with ``mask`` rotated by ``phase``.
 
     ``phase`` is the position in the key of the first byte (0-3), so a payload

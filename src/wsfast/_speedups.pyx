@@ -140,7 +140,7 @@ def apply_mask(data, mask):
     return out
 
 
-def mask_inplace(buffer, mask, Py_ssize_t start=0, Py_ssize_t phase=0):
+def mask_inplace(buffer, mask, Py_ssize_t start=0, Py_ssize_t phase=0, /):
     """XOR ``buffer[start:]`` in place with ``mask`` rotated by ``phase``.
 
     ``phase`` is the position in the key of the first byte (0-3), so a payload

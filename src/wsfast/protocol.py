@@ -192,6 +192,8 @@ class Connection:
         "_checked",
         "_send_opcode",
         "_send_compressed",
+        "_early",
+        "_accepted",
     )
 
     def __init__(
@@ -242,6 +244,10 @@ class Connection:
         # The outgoing fragmented message, if any.
         self._send_opcode = 0
         self._send_compressed = False
+        # Bytes that came with the handshake, kept for the first
+        # receive_data() once it is over (`_accepted`).
+        self._early = b""
+        self._accepted = False
 
     def _use_deflate(self, deflate: Optional[Deflate]) -> None:
         """Adopt the negotiated permessage-deflate session.
@@ -273,13 +279,17 @@ class Connection:
     def should_close_transport(self) -> bool:
         """Whether to close the transport once ``data_to_send()`` is written.
 
-        True on a server when the closing handshake is complete, and in both
-        roles once the connection failed. A client waits for the server to
-        close first (RFC 6455 section 7.1.1), with a timeout of its own.
+        On a server: when the closing handshake is complete or the connection
+        failed. A client waits for the server to close the TCP connection
+        first (RFC 6455 section 7.1.1), with a timeout of its own, even after
+        failing the connection: closing at once, with the server's next
+        frames unread, would reset the connection and could destroy the
+        close frame (and the messages before it) on their way; only a failed
+        opening handshake closes at once.
         """
-        if self.failure is not None:
-            return True
-        return self.role is Role.SERVER and self.state is State.CLOSED
+        if self.role is Role.SERVER:
+            return self.failure is not None or self.state is State.CLOSED
+        return isinstance(self.failure, InvalidHandshake)
 
     def data_to_send(self) -> bytes:
         """The automatic replies queued since the last call (often ``b""``)."""
@@ -309,8 +319,15 @@ class Connection:
         return events
 
     def _receive_unframed(self, data: Data) -> list[Event]:
-        """Input outside the framing phase: ignored here; the handshake
-        subclasses read the HTTP head with it."""
+        """Input outside the framing phase: the handshake subclasses read the
+        HTTP head with it; once the handshake is over, the first call
+        processes the frames that came with it; after a close or a failure,
+        input is ignored."""
+        if self._accepted:
+            early, self._early = self._early + bytes(data), b""
+            self._accepted = False
+            self._discard = False
+            return self.receive_data(early)
         return []
 
     def receive_eof(self) -> list[Event]:
@@ -644,8 +661,6 @@ class ServerConnection(Connection):
         "request",
         "response",
         "_head",
-        "_early",
-        "_accepted",
     )
 
     def __init__(
@@ -670,17 +685,10 @@ class ServerConnection(Connection):
         self.request: Optional[Request] = None
         self.response: Optional[Response] = None
         self._head: Optional[HeadReader] = HeadReader(max_line_length, max_headers, max_head_size)
-        self._early = b""  # bytes that followed the request
-        self._accepted = False  # accept() ran; _early not processed yet
 
     def _receive_unframed(self, data: Data) -> list[Event]:
-        if self._accepted:  # the first input after accept(): frames may have come with the request
-            early, self._early = self._early + bytes(data), b""
-            self._accepted = False
-            self._discard = False
-            return self.receive_data(early)
-        if self.state is not State.CONNECTING:
-            return []
+        if self._accepted or self.state is not State.CONNECTING:
+            return super()._receive_unframed(data)
         if self._head is None:  # request read, waiting for accept() or reject()
             self._early += bytes(data)
             return []
@@ -758,7 +766,9 @@ class ClientConnection(Connection):
 
     ``data_to_send()`` first returns the upgrade request; ``receive_data``
     reads the response and reports it as a
-    :class:`~wsfast.http11.Response` event (then any frames that followed),
+    :class:`~wsfast.http11.Response` event (then any frames that followed;
+    with a :attr:`sink` set, those wait for the next ``receive_data``, so
+    that the front end can get ready for them first),
     or a :class:`~wsfast.events.HandshakeFailed` event whose error carries
     the server's response (status, headers and body).
 
@@ -808,8 +818,8 @@ class ClientConnection(Connection):
         self._out.append(serialize_request(self.request))
 
     def _receive_unframed(self, data: Data) -> list[Event]:
-        if self.state is not State.CONNECTING:
-            return []
+        if self._accepted or self.state is not State.CONNECTING:
+            return super()._receive_unframed(data)
         if self.response is not None:  # reading an error response's body
             return self._read_body(bytes(data))
         assert self._head is not None
@@ -832,8 +842,14 @@ class ClientConnection(Connection):
         except InvalidHandshake as exc:
             return self._handshake_failed(exc)
         self.state = State.OPEN
-        self._discard = False
         self._head = None
+        if self.sink is not None:
+            # Messages go to the sink: let the front end open first (on_open),
+            # then its receive_data(b"") processes the frames that came along.
+            self._early = rest
+            self._accepted = True
+            return [response]
+        self._discard = False
         events: list[Event] = [response]
         if rest:
             events += self.receive_data(rest)

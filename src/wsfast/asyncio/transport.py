@@ -98,6 +98,8 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         self.listener = listener
         self._on_request = on_request
         self._server = server
+        if listener is not None:  # a client: messages go to the listener once open
+            conn.sink = listener
         self._loop = asyncio.get_running_loop()
         self._transport: Optional[asyncio.Transport] = None
         self._view = _read_buffer()
@@ -402,6 +404,10 @@ class WebSocketTransport(asyncio.BufferedProtocol):
                 self._got_request(event)
             elif kind is Response:
                 self._opened_ok()
+                # Frames that came with the 101 response, now that the listener is open.
+                more = self.conn.receive_data(b"")
+                if more:
+                    self._handle_events(more)
             elif kind is HandshakeFailed:
                 self._handshake_failed(event.error)
 

@@ -480,3 +480,39 @@ def test_aiohttp_server() -> None:
             await runner.cleanup()
 
     run(main(), 20)
+
+
+def test_echo_of_a_message_that_came_with_the_101_precedes_the_failure_close() -> None:
+    """Autobahn 3.2 against a client: the server's message and a bad frame
+    arrive with (or right after) the 101. A listener that echoes from
+    on_text must get the message while the connection is still open, and
+    the client must leave the TCP close to the server (RFC 6455 7.1.1)."""
+    received: list[tuple[int, bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        burst = frame(OP_TEXT, b"Hello, world!", mask=False)
+        burst += bytes([0xA1, 0x00])  # FIN, RSV2, text: reserved bits without an extension
+        await raw_accept(reader, writer, extra=burst)  # one write: 101 + both frames
+        for _ in range(2):
+            opcode, _, payload = await read_frame(reader)
+            received.append((opcode, payload))
+        writer.write(frame(OP_CLOSE, received[-1][1][:2], mask=False))
+        writer.close()
+
+    class Echo(Listener):
+        def on_open(self, ws: WebSocketTransport) -> None:
+            self.ws = ws
+
+        def on_text(self, data: Union[str, bytes]) -> None:
+            self.ws.send_text(data)
+
+    async def main() -> None:
+        server, uri = await start_raw(handler)
+        async with server:
+            transport = await create_connection(Echo(), uri, deflate=None)
+            await asyncio.wait_for(transport.wait_closed(), 2)
+            assert received[0] == (OP_TEXT, b"Hello, world!")
+            assert received[1][0] == OP_CLOSE and received[1][1][:2] == (1002).to_bytes(2, "big")
+            assert transport.conn.close_sent is not None and transport.conn.close_sent[0] == 1002
+
+    run(main())

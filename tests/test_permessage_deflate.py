@@ -23,58 +23,11 @@ from wsfast.extensions import Deflate, PerMessageDeflate, parse_extensions, seri
 from wsfast.protocol import ClientConnection, Connection, Role, ServerConnection, State
 
 CONT, TEXT, BINARY, CLOSE = 0x0, 0x1, 0x2, 0x8
-MASK = bytes.fromhex("a1b2c3d4")
 TAIL = b"\x00\x00\xff\xff"
+
+from .wire import decode, peer_frame  # noqa: E402
+
 MiB = 1 << 20
-
-
-def xor(data: bytes, key: bytes) -> bytes:
-    n = len(data)
-    if not n:
-        return b""
-    stream = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
-
-
-def encode(
-    opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: Optional[bytes] = None
-) -> bytes:
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-    m = 0x80 if mask is not None else 0
-    if n < 126:
-        head = bytes((b0, m | n))
-    elif n < 65536:
-        head = bytes((b0, m | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((b0, m | 127)) + n.to_bytes(8, "big")
-    return head + (payload if mask is None else mask + xor(payload, mask))
-
-
-def peer_frame(role: Role, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes:
-    return encode(opcode, payload, fin, rsv, MASK if role is Role.SERVER else None)
-
-
-def decode(data: bytes, masked: bool) -> list[tuple[int, bool, int, bytes]]:
-    frames = []
-    pos = 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        n = b1 & 0x7F
-        pos += 2
-        if n == 126:
-            n = int.from_bytes(data[pos : pos + 2], "big")
-            pos += 2
-        elif n == 127:
-            n = int.from_bytes(data[pos : pos + 8], "big")
-            pos += 8
-        assert bool(b1 & 0x80) is masked
-        key = data[pos : pos + 4] if masked else None
-        pos += 4 if masked else 0
-        payload = data[pos : pos + n]
-        pos += n
-        frames.append((b0 & 0x0F, bool(b0 & 0x80), (b0 >> 4) & 7, xor(payload, key) if key else payload))
-    return frames
 
 
 class PeerCompressor:
@@ -261,9 +214,7 @@ CLIENT_CONFIGS = [
         client_max_window_bits=cmwb,
         compress_threshold=0,
     )
-    for snct, cnct, smwb, cmwb in itertools.product(
-        [False, True], [False, True], [None, 9, 12, 15], [None, 9, 12, 15]
-    )
+    for snct, cnct, smwb, cmwb in itertools.product([False, True], [False, True], [None, 9, 12, 15], [None, 9, 12, 15])
 ]
 
 
@@ -335,9 +286,7 @@ MESSAGES = [
 
 @pytest.mark.parametrize("server_same", [False, True], ids=["server-default", "server-same"])
 @pytest.mark.parametrize("client_config", CLIENT_CONFIGS, ids=config_id)
-def test_round_trip_for_every_parameter_combination(
-    client_config: PerMessageDeflate, server_same: bool
-) -> None:
+def test_round_trip_for_every_parameter_combination(client_config: PerMessageDeflate, server_same: bool) -> None:
     server_config = client_config if server_same else PerMessageDeflate(compress_threshold=0)
     client, server = connected_pair(client_config, server_config)
     check_negotiated(client, server, client_config, server_config)
@@ -356,9 +305,7 @@ def test_round_trip_for_every_parameter_combination(
     ],
 )
 def test_server_imposed_parameters(server_config: PerMessageDeflate) -> None:
-    client_config = PerMessageDeflate(
-        server_max_window_bits=None, client_max_window_bits=None, compress_threshold=0
-    )
+    client_config = PerMessageDeflate(server_max_window_bits=None, client_max_window_bits=None, compress_threshold=0)
     client, server = connected_pair(client_config, server_config)
     check_negotiated(client, server, client_config, server_config)
     exchange(client, server, MESSAGES)
@@ -390,9 +337,7 @@ def test_threshold_zero_compresses_everything(role: Role) -> None:
 
 
 def test_threshold_from_the_negotiated_configuration() -> None:
-    client, server = connected_pair(
-        PerMessageDeflate(compress_threshold=50), PerMessageDeflate(compress_threshold=10)
-    )
+    client, server = connected_pair(PerMessageDeflate(compress_threshold=50), PerMessageDeflate(compress_threshold=10))
     assert decode(client.send_binary(b"a" * 49), True)[0][2] == 0
     assert decode(client.send_binary(b"a" * 50), True)[0][2] == 4
     assert decode(server.send_binary(b"a" * 9), False)[0][2] == 0
@@ -592,9 +537,7 @@ def test_context_takeover_shrinks_repeated_messages(direction: str) -> None:
 def test_no_context_takeover_messages_decode_independently(direction: str) -> None:
     """With no_context_takeover, each message is a complete deflate stream:
     an inflater that never saw the previous messages decodes it."""
-    config = PerMessageDeflate(
-        server_no_context_takeover=True, client_no_context_takeover=True, compress_threshold=0
-    )
+    config = PerMessageDeflate(server_no_context_takeover=True, client_no_context_takeover=True, compress_threshold=0)
     client, server = connected_pair(config, config)
     sender = client if direction == "client-to-server" else server
     message = sample_json(12, 1500).encode()
@@ -645,9 +588,7 @@ def gigabyte_of_zeros() -> bytes:
 
 
 @pytest.mark.parametrize("fragments", [1, 48, 1024])
-def test_decompression_bomb_is_refused_in_bounded_memory(
-    role: Role, gigabyte_of_zeros: bytes, fragments: int
-) -> None:
+def test_decompression_bomb_is_refused_in_bounded_memory(role: Role, gigabyte_of_zeros: bytes, fragments: int) -> None:
     limit = 16 * MiB
     payload = gigabyte_of_zeros
     assert len(payload) < 2 * MiB  # 1 GiB in about 1 MiB on the wire
@@ -678,9 +619,7 @@ def test_decompression_bomb_is_refused_in_bounded_memory(
 
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_compressed_invalid_utf8_in_a_middle_fragment_fails_at_once(
-    role: Role, as_bytes: bool, stream: bool
-) -> None:
+def test_compressed_invalid_utf8_in_a_middle_fragment_fails_at_once(role: Role, as_bytes: bool, stream: bool) -> None:
     payloads = PeerCompressor().fragments([b"valid \xce", b"\xba ok \xf4", b"\x90 bad", b"never seen"])
     conn = Connection(role, deflate=Deflate(), text_as_bytes=as_bytes, stream_messages=stream)
     events = conn.receive_data(peer_frame(role, TEXT, payloads[0], fin=False, rsv=4))
@@ -705,6 +644,4 @@ def test_compressed_without_a_size_limit(role: Role) -> None:
 def test_compressed_text_as_bytes(role: Role) -> None:
     conn = Connection(role, deflate=Deflate(), text_as_bytes=True)
     raw = "κόσμε".encode() * 100
-    assert conn.receive_data(peer_frame(role, TEXT, PeerCompressor().message(raw), rsv=4)) == [
-        TextMessage(raw)
-    ]
+    assert conn.receive_data(peer_frame(role, TEXT, PeerCompressor().message(raw), rsv=4)) == [TextMessage(raw)]

@@ -32,78 +32,7 @@ from wsfast.protocol import (
     close_code_allowed,
 )
 
-CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-MASK = bytes.fromhex("37fa213d")
-
-Frame = tuple[int, bool, int, bytes]
-
-
-# ---------------------------------------------------------------- wire helpers
-
-
-def xor(data: bytes, key: bytes) -> bytes:
-    n = len(data)
-    if not n:
-        return b""
-    stream = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
-
-
-def encode(
-    opcode: int,
-    payload: bytes,
-    fin: bool = True,
-    rsv: int = 0,
-    mask: Optional[bytes] = None,
-    length: Optional[int] = None,
-) -> bytes:
-    """A frame, bit by bit from RFC 6455 section 5.2 (no checks: any field can be set)."""
-    n = len(payload) if length is None else length
-    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-    m = 0x80 if mask is not None else 0
-    if n < 126:
-        head = bytes((b0, m | n))
-    elif n < 65536:
-        head = bytes((b0, m | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((b0, m | 127)) + n.to_bytes(8, "big")
-    if mask is None:
-        return head + payload
-    return head + mask + xor(payload, mask)
-
-
-def peer_frame(
-    role: Role, opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0, **kw: Any
-) -> bytes:
-    """A frame as the peer of a ``role`` connection sends it: masked when it
-    goes to a server."""
-    return encode(opcode, payload, fin, rsv, MASK if role is Role.SERVER else None, **kw)
-
-
-def decode(data: bytes, masked: bool) -> list[Frame]:
-    """Split ``data`` into frames; every frame must be masked iff ``masked``."""
-    frames = []
-    pos = 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        n = b1 & 0x7F
-        pos += 2
-        if n == 126:
-            n = int.from_bytes(data[pos : pos + 2], "big")
-            pos += 2
-        elif n == 127:
-            n = int.from_bytes(data[pos : pos + 8], "big")
-            pos += 8
-        assert bool(b1 & 0x80) is masked, "wrong masking"
-        key = None
-        if masked:
-            key = data[pos : pos + 4]
-            pos += 4
-        payload = data[pos : pos + n]
-        assert len(payload) == n, "truncated frame"
-        pos += n
-        frames.append((b0 & 0x0F, bool(b0 & 0x80), (b0 >> 4) & 7, xor(payload, key) if key else payload))
-    return frames
+from .wire import BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT, Frame, decode, encode, peer_frame
 
 
 def sent(conn: Connection, data: Optional[bytes] = None) -> list[Frame]:
@@ -370,9 +299,7 @@ def test_close_reason_of_123_bytes(role: Role) -> None:
 
 def test_we_close_first(role: Role) -> None:
     conn = Connection(role)
-    assert sent(conn, conn.send_close(1001, "going away")) == [
-        (CLOSE, True, 0, close_payload(1001, b"going away"))
-    ]
+    assert sent(conn, conn.send_close(1001, "going away")) == [(CLOSE, True, 0, close_payload(1001, b"going away"))]
     assert conn.state is State.CLOSING
     assert conn.close_sent == (1001, "going away")
     assert conn.close_code == 1006  # nothing received yet
@@ -779,9 +706,7 @@ def test_invalid_utf8_in_a_single_frame_is_1007(role: Role, payload: bytes, as_b
 @pytest.mark.parametrize("payload", [b"\xce", b"abc\xe2\x82", b"\xf0\x9d\x84"])
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_text_ending_inside_a_sequence_is_1007(
-    role: Role, payload: bytes, as_bytes: bool, stream: bool
-) -> None:
+def test_text_ending_inside_a_sequence_is_1007(role: Role, payload: bytes, as_bytes: bool, stream: bool) -> None:
     conn = Connection(role, text_as_bytes=as_bytes, stream_messages=stream)
     events = conn.receive_data(peer_frame(role, TEXT, payload))
     assert not [e for e in events if getattr(e, "fin", True)]
@@ -821,27 +746,21 @@ def test_invalid_utf8_in_a_fragment_fails_at_once(
 
 
 @pytest.mark.parametrize("text, bad", INVALID_UTF8_AT)
-def test_invalid_utf8_in_one_byte_fragments_fails_at_the_first_bad_byte(
-    role: Role, text: bytes, bad: int
-) -> None:
+def test_invalid_utf8_in_one_byte_fragments_fails_at_the_first_bad_byte(role: Role, text: bytes, bad: int) -> None:
     """Autobahn 6.3.2 style: one-byte frames; the failure comes with the frame
     holding the first invalid byte, not before, not after."""
     conn = Connection(role)
     for i in range(len(text)):
         conn.receive_data(peer_frame(role, TEXT if i == 0 else CONT, text[i : i + 1], fin=i == len(text) - 1))
         if i < bad:
-            assert conn.data_to_send() == b"" and conn.failure is None, (
-                f"failed at byte {i}, first bad byte is {bad}"
-            )
+            assert conn.data_to_send() == b"" and conn.failure is None, f"failed at byte {i}, first bad byte is {bad}"
         else:
             assert_failed(conn, 1007)
             break
 
 
 @pytest.mark.parametrize("text, bad", INVALID_UTF8_AT)
-def test_invalid_utf8_in_one_frame_byte_by_byte_fails_at_the_first_bad_byte(
-    role: Role, text: bytes, bad: int
-) -> None:
+def test_invalid_utf8_in_one_frame_byte_by_byte_fails_at_the_first_bad_byte(role: Role, text: bytes, bad: int) -> None:
     payload = text + b"-padding-" * 4  # the frame is still incomplete at the bad byte
     data = peer_frame(role, TEXT, payload)
     header = len(data) - len(payload)
@@ -863,8 +782,7 @@ def test_valid_text_in_one_byte_fragments(role: Role) -> None:
     raw = text.encode()
     conn = Connection(role)
     data = b"".join(
-        peer_frame(role, TEXT if i == 0 else CONT, raw[i : i + 1], fin=i == len(raw) - 1)
-        for i in range(len(raw))
+        peer_frame(role, TEXT if i == 0 else CONT, raw[i : i + 1], fin=i == len(raw) - 1) for i in range(len(raw))
     )
     assert conn.receive_data(data) == [TextMessage(text)]
     conn = Connection(role, stream_messages=True)
@@ -952,9 +870,7 @@ def test_invalid_utf8_across_fragment_and_chunk_boundaries(role: Role) -> None:
 @pytest.mark.parametrize("size", [1, 3, 7, 1000])
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_valid_multibyte_text_in_chunks_is_not_refused(
-    role: Role, size: int, as_bytes: bool, stream: bool
-) -> None:
+def test_valid_multibyte_text_in_chunks_is_not_refused(role: Role, size: int, as_bytes: bool, stream: bool) -> None:
     text = "aé€𝄞κόσμε\u07ff\uffff\U0010ffff" * 40
     payload = text.encode()
     data = (
@@ -1015,9 +931,7 @@ def test_stream_messages_text_as_bytes(role: Role) -> None:
 
 def test_stream_messages_still_enforce_message_size(role: Role) -> None:
     conn = Connection(role, stream_messages=True, max_message_size=10)
-    assert conn.receive_data(peer_frame(role, BINARY, b"x" * 6, fin=False)) == [
-        Fragment(b"x" * 6, False, False)
-    ]
+    assert conn.receive_data(peer_frame(role, BINARY, b"x" * 6, fin=False)) == [Fragment(b"x" * 6, False, False)]
     conn.receive_data(peer_frame(role, CONT, b"x" * 5))
     assert_failed(conn, 1009)
 
@@ -1175,9 +1089,7 @@ def connected_pair(config: Optional[PerMessageDeflate]) -> tuple[ClientConnectio
     return client, server
 
 
-def send_message(
-    conn: Connection, text: bool, payload: bytes, cuts: Sequence[int], compress: Optional[bool]
-) -> bytes:
+def send_message(conn: Connection, text: bool, payload: bytes, cuts: Sequence[int], compress: Optional[bool]) -> bytes:
     pieces = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, len(payload)])]
     if len(pieces) == 1:
         if text:
@@ -1191,9 +1103,7 @@ def send_message(
 
 
 @pytest.mark.parametrize("direction", ["client-to-server", "server-to-client"])
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     messages=st.lists(message_specs(), min_size=1, max_size=4),
     config=st.sampled_from(DEFLATE_CONFIGS),
@@ -1215,9 +1125,7 @@ def test_messages_arrive_intact_and_in_order(
     events = []
     for a, b in zip([0, *points], [*points, len(stream)]):
         events += receiver.receive_data(stream[a:b])
-    expected: list[Any] = [
-        TextMessage(p.decode()) if text else BinaryMessage(p) for text, p, _, _ in messages
-    ]
+    expected: list[Any] = [TextMessage(p.decode()) if text else BinaryMessage(p) for text, p, _, _ in messages]
     expected += [Ping(p) for p in pings]
     assert events == expected
     assert receiver.failure is None

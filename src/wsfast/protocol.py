@@ -213,7 +213,7 @@ class Connection:
         if max_frame_size is None or (max_message_size is not None and max_frame_size > max_message_size):
             max_frame_size = max_message_size
         self.max_frame_size = max_frame_size
-        self.deflate = deflate
+        self.deflate: Optional[Deflate] = None
         self.text_as_bytes = text_as_bytes
         self.stream_messages = stream_messages
         self.subprotocol: Optional[str] = None
@@ -226,8 +226,7 @@ class Connection:
         #: Why we failed the connection: a :class:`FrameError` with the code.
         self.failure: Optional[Exception] = None
         self._reader = FrameReader(max_frame_size, role is Role.SERVER)
-        if deflate is not None:
-            self._use_deflate(deflate)
+        self._use_deflate(deflate)
         self._mask = role is Role.CLIENT
         self._out: list[bytes] = []
         # True while input is not frames: during the opening handshake, and

@@ -18,7 +18,7 @@ import os
 import threading
 from typing import Any, Awaitable, Callable, Optional, Union, cast
 
-from ..events import BinaryMessage, CloseReceived, Fragment, HandshakeFailed, Ping, Pong, TextMessage
+from ..events import CloseReceived, HandshakeFailed, Ping, Pong
 from ..exceptions import ConnectionClosed, InvalidHandshake, connection_closed
 from ..handshake import error_response
 from ..http11 import Request, Response
@@ -391,15 +391,6 @@ class WebSocketTransport(asyncio.BufferedProtocol):
                     listener.on_pong(event.data)
             elif kind is CloseReceived:
                 pass  # the reply is queued; on_close comes with connection_lost
-            elif kind is TextMessage:  # messages are events only until the sink is set:
-                if listener is not None:  # those that came with the 101 response
-                    listener.on_text(event.data)
-            elif kind is BinaryMessage:
-                if listener is not None:
-                    listener.on_binary(event.data)
-            elif kind is Fragment:
-                if listener is not None:
-                    listener.on_fragment(event.data, event.text, event.fin)
             elif kind is Request:
                 self._got_request(event)
             elif kind is Response:
@@ -473,7 +464,6 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             return
         self._transport.write(response)
         self.listener = result
-        conn.sink = result
         self._opened_ok()
         # Frames that arrived with the request.
         events = conn.receive_data(b"")

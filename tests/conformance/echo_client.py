@@ -57,7 +57,7 @@ def _parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 async def _run(args: argparse.Namespace) -> int:
     import wsfast
-    from wsfast.asyncio import Listener, WebSocketTransport, create_connection
+    from wsfast.asyncio import Listener, create_connection
     from wsfast.exceptions import ConnectionClosed
     from wsfast.extensions import PerMessageDeflate
 
@@ -83,26 +83,7 @@ async def _run(args: argparse.Namespace) -> int:
         close_timeout=10.0,
     )
 
-    class Echo(Listener):
-        __slots__ = ("ws",)
-
-        def __init__(self) -> None:
-            self.ws: Optional[WebSocketTransport] = None
-
-        def on_open(self, ws: WebSocketTransport) -> None:
-            self.ws = ws
-
-        def on_text(self, data: Any) -> None:
-            try:
-                self.ws.send_text(data)  # type: ignore[union-attr]
-            except ConnectionClosed:
-                pass
-
-        def on_binary(self, data: bytes) -> None:
-            try:
-                self.ws.send_binary(data)  # type: ignore[union-attr]
-            except ConnectionClosed:
-                pass
+    from echo import Echo  # after the codec is chosen
 
     class First(Listener):
         """Keeps the first text message (the case count)."""

@@ -56,7 +56,6 @@ def _parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 async def _serve_wsfast(host: str, port: int, ready: Any) -> Any:
     import wsfast
     from wsfast.asyncio import Listener, WebSocketTransport, create_server
-    from wsfast.exceptions import ConnectionClosed
     from wsfast.extensions import PerMessageDeflate
     from wsfast.http11 import Request
 
@@ -69,26 +68,7 @@ async def _serve_wsfast(host: str, port: int, ready: Any) -> Any:
     # is a runner quirk, not a wsfast bug; the threshold only avoids it.
     deflate = PerMessageDeflate(compress_threshold=0)
 
-    class Echo(Listener):
-        __slots__ = ("ws",)
-
-        def __init__(self) -> None:
-            self.ws: Optional[WebSocketTransport] = None
-
-        def on_open(self, ws: WebSocketTransport) -> None:
-            self.ws = ws
-
-        def on_text(self, data: Any) -> None:
-            try:
-                self.ws.send_text(data)  # type: ignore[union-attr]
-            except ConnectionClosed:
-                pass
-
-        def on_binary(self, data: bytes) -> None:
-            try:
-                self.ws.send_binary(data)  # type: ignore[union-attr]
-            except ConnectionClosed:
-                pass
+    from echo import Echo  # after the codec is chosen
 
     def factory(ws: WebSocketTransport, request: Request) -> Listener:
         return Echo()

@@ -25,7 +25,7 @@ from .asyncio.transport import WebSocketTransport
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from .http11 import Headers, Request, Response, header_tokens
 
-__all__ = ["main", "CHAT_PAGE"]
+__all__ = ["main", "CHAT_PAGE", "DemoApp"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -89,11 +89,18 @@ def _fail(message: str, status: int = 1) -> int:
 # ---------------------------------------------------------------- serve
 
 
-class _App:
-    """The demo application of ``wsfast serve``."""
+class DemoApp:
+    """The application of ``wsfast serve``: :attr:`routes` for
+    :func:`~wsfast.asyncio.serve`, with :meth:`process_request` (which serves
+    the chat page)."""
 
     def __init__(self) -> None:
         self.room: set[WebSocket] = set()
+
+    @property
+    def routes(self) -> dict[str, Any]:
+        """``/``: the chat room; ``/echo``: echoes every message."""
+        return {"/": self.chat, "/echo": self.echo}
 
     def process_request(self, ws: WebSocketTransport, request: Request) -> Optional[Response]:
         if request.path == "/" and "websocket" not in header_tokens(request.headers, "Upgrade"):
@@ -119,7 +126,7 @@ class _App:
 
 
 async def _serve(host: str, port: int, context: Optional[ssl.SSLContext]) -> None:
-    app = _App()
+    app = DemoApp()
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 
@@ -132,8 +139,7 @@ async def _serve(host: str, port: int, context: Optional[ssl.SSLContext]) -> Non
             loop.add_signal_handler(signum, request_stop)
         except (NotImplementedError, RuntimeError):  # Windows
             pass
-    routes = {"/": app.chat, "/echo": app.echo}
-    async with serve(routes, host, port, ssl=context, process_request=app.process_request) as server:
+    async with serve(app.routes, host, port, ssl=context, process_request=app.process_request) as server:
         scheme = "https" if context else "http"
         for sock in server.sockets:
             address = sock.getsockname()

@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Coroutine, Iterator, Optional, TypeVar
 import pytest
 
 import wsfast
-from wsfast.cli import _App
+from wsfast.cli import DemoApp
 
 from ..asyncio.helpers import eventually, run
 from .chromium import WAIT_FOR, Browser, DevTools, Page, find_chromium, make_root, require, trust_ca
@@ -159,9 +159,9 @@ class RecordingWebSocket:
 
 
 @contextlib.asynccontextmanager
-async def demo_server(context: Optional[ssl.SSLContext] = None) -> AsyncIterator[tuple[wsfast.Server, _App, Seen]]:
+async def demo_server(context: Optional[ssl.SSLContext] = None) -> AsyncIterator[tuple[wsfast.Server, DemoApp, Seen]]:
     """The ``wsfast serve`` app on 127.0.0.1 (its routes and chat page), recording ``/echo``."""
-    app = _App()
+    app = DemoApp()
     seen = Seen()
 
     async def echo(ws: wsfast.WebSocket) -> None:
@@ -174,7 +174,7 @@ async def demo_server(context: Optional[ssl.SSLContext] = None) -> AsyncIterator
             await ws.wait_closed()
             seen.closes.append((ws.close_code, ws.close_reason))
 
-    routes = {"/": app.chat, "/echo": echo}
+    routes = {**app.routes, "/echo": echo}
     async with wsfast.serve(routes, "127.0.0.1", 0, ssl=context, process_request=app.process_request) as server:
         yield server, app, seen
 
@@ -219,7 +219,7 @@ def call_js(function: str, *args: Any) -> str:
     return f"({function})({', '.join(json.dumps(arg) for arg in args)})"
 
 
-async def check_chat_page(page: Page, app: _App, origin: str) -> None:
+async def check_chat_page(page: Page, app: DemoApp, origin: str) -> None:
     """The chat page loads, its websocket joins the room (deflate negotiated) and chats."""
     assert await page.navigate(origin + "/") is None
     await eventually(lambda: len(app.room) == 1, timeout=10)

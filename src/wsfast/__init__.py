@@ -35,6 +35,7 @@ _ASYNCIO_NAMES = (
     "Listener",
     "WebSocketTransport",
 )
+_INTEGRATION_NAMES = ("accelerate", "unaccelerate")
 
 __all__ = [
     "__version__",
@@ -50,6 +51,7 @@ __all__ = [
     "NegotiationError",
     "InvalidURI",
     *_ASYNCIO_NAMES,
+    *_INTEGRATION_NAMES,
 ]
 
 
@@ -58,4 +60,8 @@ def __getattr__(name: str) -> Any:
         from . import asyncio as _asyncio
 
         return getattr(_asyncio, name)
+    if name in _INTEGRATION_NAMES:
+        from .integrations import accelerate as _accelerate
+
+        return getattr(_accelerate, name)
     raise AttributeError(f"module 'wsfast' has no attribute {name!r}")

@@ -3,6 +3,8 @@
 ``codec`` runs a test once per implementation: ``wsfast._fallback`` (pure
 Python, always present) and ``wsfast._speedups`` (compiled, present only when
 the extension was built). ``impls`` gives both at once, for differential tests.
+``ca``, ``server_ssl`` and ``client_ssl`` give a test certificate authority
+(trustme) and TLS contexts for ``wss://``.
 
 When ``wsfast._speedups`` cannot be imported, the tests that need it are
 skipped, unless the environment variable ``WSFAST_REQUIRE_SPEEDUPS`` is ``1``
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import ssl
 from types import ModuleType
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -74,3 +77,29 @@ def codec(request: pytest.FixtureRequest) -> ModuleType:
 def impls(fallback: ModuleType, speedups: ModuleType) -> Impls:
     """``(fallback, speedups)``: both implementations at once."""
     return Impls(fallback, speedups)
+
+
+# ---------------------------------------------------------------- TLS (wss://)
+
+
+@pytest.fixture(scope="session")
+def ca() -> Any:
+    """A throwaway certificate authority (``trustme``)."""
+    trustme = pytest.importorskip("trustme", reason="trustme is needed for the wss:// tests")
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_ssl(ca: Any) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 and localhost, signed by ``ca``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def client_ssl(ca: Any) -> ssl.SSLContext:
+    """A client context that verifies certificates and trusts ``ca``."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context

@@ -180,12 +180,6 @@ async def demo_server(context: Optional[ssl.SSLContext] = None) -> AsyncIterator
 
 
 @pytest.fixture(scope="module")
-def ca() -> Any:
-    """A certificate authority made for this test run."""
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def browser(ca: Any) -> Iterator[Browser]:
     """One headless Chromium for the module; it trusts ``ca`` through an NSS database in its ``HOME``
     when ``certutil`` is there (the ``wss://`` tests require it)."""

@@ -1,8 +1,11 @@
 """Interop with Node's ``ws`` (npm), a peer nobody here wrote.
 
 A ``ws`` client against the wsfast server and the wsfast client against a
-``ws`` server, with permessage-deflate negotiated: text, binary and a 1 MiB
-message echoed intact, subprotocol chosen, close codes both ways. Node comes
+``ws`` server, over ``ws://`` and ``wss://`` (a certificate authority made at
+test time, trusted by Node through ``NODE_EXTRA_CA_CERTS`` and by wsfast
+through its SSL context), with permessage-deflate negotiated: text, binary
+and a 1 MiB message echoed intact, subprotocol chosen, close codes both ways.
+Node comes
 with the machine; ``ws`` is installed by ``npm install`` in this folder
 (``.ci/run`` does it); without them the tests are skipped, saying which.
 """
@@ -13,8 +16,10 @@ import asyncio
 import hashlib
 import os
 import shutil
+import ssl
 import subprocess
 from pathlib import Path
+from typing import Any, Optional
 
 import pytest
 
@@ -33,13 +38,25 @@ def run(coro: object, timeout: float = 30.0) -> object:
     return asyncio.run(asyncio.wait_for(coro, timeout))  # type: ignore[arg-type]
 
 
-async def node(*args: str) -> asyncio.subprocess.Process:
+async def node(*args: str, ca_file: Optional[Path] = None) -> asyncio.subprocess.Process:
+    env = dict(os.environ)
+    env.pop("NODE_EXTRA_CA_CERTS", None)
+    if ca_file is not None:
+        env["NODE_EXTRA_CA_CERTS"] = str(ca_file)
     return await asyncio.create_subprocess_exec(
-        NODE, str(HERE / "peer.js"), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE
+        NODE, str(HERE / "peer.js"), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE, env=env
     )
 
 
-def test_node_ws_client_against_wsfast_server() -> None:
+schemes = pytest.mark.parametrize("scheme", ["ws", "wss"])
+
+
+@schemes
+def test_node_ws_client_against_wsfast_server(scheme: str, ca: Any, server_ssl: ssl.SSLContext, tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls = scheme == "wss"
+
     closes: list[tuple[int, str]] = []
 
     async def echo(ws: wsfast.WebSocket) -> None:
@@ -50,8 +67,11 @@ def test_node_ws_client_against_wsfast_server() -> None:
             closes.append((ws.transport.close_code, ws.transport.close_reason))
 
     async def main() -> list[str]:
-        async with wsfast.serve(echo, "127.0.0.1", 0, subprotocols=["chat"], max_message_size=2**21) as server:
-            proc = await node("client", f"ws://127.0.0.1:{server.port}/")
+        context = server_ssl if tls else None
+        async with wsfast.serve(
+            echo, "127.0.0.1", 0, subprotocols=["chat"], max_message_size=2**21, ssl=context
+        ) as server:
+            proc = await node("client", f"{scheme}://127.0.0.1:{server.port}/", ca_file=ca_file if tls else None)
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), 25)
             finally:
@@ -67,16 +87,23 @@ def test_node_ws_client_against_wsfast_server() -> None:
     assert closes == [(4001, "bye")]
 
 
-def test_wsfast_client_against_node_ws_server() -> None:
+@schemes
+def test_wsfast_client_against_node_ws_server(scheme: str, ca: Any, client_ssl: ssl.SSLContext, tmp_path: Path) -> None:
     big = os.urandom(1 << 20)
+    tls = scheme == "wss"
+    leaf = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert_file))
+    leaf.private_key_pem.write_to_path(str(key_file))
 
     async def main() -> tuple[list[object], str, list[str]]:
-        proc = await node("server")
+        proc = await node("server", *([str(cert_file), str(key_file)] if tls else []))
         try:
             assert proc.stdout is not None
             line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().split()
             assert line[0] == "PORT", line
-            async with wsfast.connect(f"ws://127.0.0.1:{line[1]}/", max_message_size=2**21) as ws:
+            uri = f"{scheme}://127.0.0.1:{line[1]}/"
+            async with wsfast.connect(uri, max_message_size=2**21, ssl=client_ssl if tls else None) as ws:
                 extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""  # type: ignore[union-attr]
                 received: list[object] = []
                 for message in ("héllo", b"\x00\x01\x02\xff", big):
@@ -95,3 +122,24 @@ def test_wsfast_client_against_node_ws_server() -> None:
     assert received[0] == "héllo" and received[1] == b"\x00\x01\x02\xff"
     assert hashlib.sha256(received[2]).digest() == hashlib.sha256(big).digest()
     assert "CLOSED 4002 done" in lines
+
+
+def test_node_ws_client_refuses_an_untrusted_certificate(server_ssl: ssl.SSLContext) -> None:
+    """The wss:// test trusts the test CA on purpose: without it, Node refuses."""
+
+    async def echo(ws: wsfast.WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> tuple[int, str]:
+        async with wsfast.serve(echo, "127.0.0.1", 0, ssl=server_ssl) as server:
+            proc = await node("client", f"wss://127.0.0.1:{server.port}/")
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), 25)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+            return proc.returncode or 0, err.decode()
+
+    code, err = run(main())  # type: ignore[misc]
+    assert code == 1 and "certificate" in err, err

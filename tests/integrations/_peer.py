@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 from ..wire import BINARY, CLOSE, CONT, PING, PONG, TEXT, encode
 
 DEADLINE = 60.0  # seconds: a bound on every exchange
+QUIET = 5.0  # seconds of silence after which a peer that should close is taken as hung
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # ---------------------------------------------------------------- fixed randomness
@@ -47,14 +48,21 @@ class FixedRandom:
         return self._rng.randbytes(32 if n is None else n)
 
 
-class OsProxy:
-    """The :mod:`os` module, with ``urandom`` from a :class:`FixedRandom`."""
+class Proxy:
+    """A module with some attributes replaced (monkeypatched in where a
+    library imported the module: ``os`` for ``os.urandom`` and so on)."""
 
-    def __init__(self, rng: FixedRandom) -> None:
-        self.urandom = rng.urandom
+    def __init__(self, module: Any, **replaced: Any) -> None:
+        self._module = module
+        self.__dict__.update(replaced)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
+        return getattr(self._module, name)
+
+
+def fixed_os() -> Proxy:
+    """:mod:`os`, with ``urandom`` from a fresh :class:`FixedRandom`."""
+    return Proxy(os, urandom=FixedRandom().urandom)
 
 
 # ---------------------------------------------------------------- frames
@@ -245,10 +253,16 @@ class Recording:
     raw: bytes
     frames: list[Frame]
     eof: bool  # the connection ended before the script did
+    hung: bool = False  # the peer went quiet instead of closing (QUIET seconds)
 
     @property
     def close_code(self) -> Optional[int]:
         return close_code(self.frames)
+
+    @property
+    def outcome(self) -> tuple[Optional[int], bool, bool]:
+        """How the exchange ended: the close code, EOF, a hung peer."""
+        return self.close_code, self.eof, self.hung
 
     def check(self, script: Script) -> None:
         """Sanity: the exchange really happened as the script meant."""
@@ -272,6 +286,7 @@ class _Wire:
         self.raw = bytearray()
         self.frames: list[Frame] = []
         self.eof = False
+        self.hung = False
 
     def read_head(self) -> bytes:
         """The HTTP head (request or response); what follows stays buffered."""
@@ -282,17 +297,20 @@ class _Wire:
         head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
         return head
 
-    def _recv(self) -> None:
+    def _recv(self, quiet: Optional[float] = None) -> None:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise AssertionError("the exchange took longer than the deadline")
-        self.sock.settimeout(remaining)
+        self.sock.settimeout(remaining if quiet is None else min(quiet, remaining))
         try:
             data = self.sock.recv(1 << 18)
         except (ConnectionResetError, BrokenPipeError):
             data = b""
         except socket.timeout:
-            raise AssertionError("the exchange took longer than the deadline") from None
+            if quiet is None or remaining <= quiet:
+                raise AssertionError("the exchange took longer than the deadline") from None
+            self.hung = True
+            return
         if not data:
             self.eof = True
         self.buffer += data
@@ -312,9 +330,9 @@ class _Wire:
                     return True
                 if expect == MESSAGE and frame.fin and frame.opcode in (TEXT, BINARY, CONT):
                     return True
-            if self.eof:
+            if self.eof or self.hung:
                 return False
-            self._recv()
+            self._recv(QUIET if expect == CLOSE_ else None)
 
     def send(self, frames: tuple[bytes, ...]) -> None:
         try:
@@ -336,7 +354,7 @@ class _Wire:
                 sender.join(max(0.1, self.deadline - time.monotonic()))
             if not going:
                 break
-        return Recording(bytes(self.raw), self.frames, self.eof)
+        return Recording(bytes(self.raw), self.frames, self.eof, self.hung)
 
 
 def accept_key(key: str) -> str:
@@ -361,10 +379,15 @@ def play_against_server(port: int, script: Script, path: str = "/", host: str = 
 
 class ScriptedServer:
     """A one-connection WebSocket server on 127.0.0.1 that plays ``script``
-    against the client under test and records what the client sent."""
+    against the client under test and records what the client sent.
 
-    def __init__(self, script: Script) -> None:
+    ``settle``: seconds to wait between the 101 response and the script, for
+    a client that mishandles frames arriving with the response.
+    """
+
+    def __init__(self, script: Script, settle: float = 0.0) -> None:
         self.script = script
+        self.settle = settle
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.url = f"ws://127.0.0.1:{self.port}/"
@@ -390,6 +413,7 @@ class ScriptedServer:
                     f"Sec-WebSocket-Accept: {accept_key(headers['sec-websocket-key'])}\r\n\r\n"
                 )
                 sock.sendall(response.encode())
+                time.sleep(self.settle)
                 self.recording = wire.play(self.script)
         except BaseException as exc:  # reported by result()
             self.error = exc

@@ -1,0 +1,132 @@
+"""wsproto, patched by wsfast.accelerate(), behaves as unpatched: a sans-I/O
+echo in both roles, fed the scripts of :mod:`._peer` in uneven pieces (so
+that payloads are unmasked piece by piece), yields the same events and
+writes the same bytes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Union
+
+import pytest
+
+pytest.importorskip("wsproto")
+
+import wsproto.frame_protocol  # noqa: E402
+from wsproto import ConnectionType, WSConnection  # noqa: E402
+from wsproto.events import (  # noqa: E402
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Request,
+    TextMessage,
+)
+
+from wsfast.integrations._targets import WsprotoXorMasker  # noqa: E402
+
+from ._peer import CLIENT_SCRIPTS, SERVER_SCRIPTS, Recording, Script, accept_key, fixed_os, split_frames  # noqa: E402  # noqa: E402
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+PIECE = 7001  # bytes fed at a time: cuts frames anywhere, headers included
+
+
+def test_patched_where_looked_up(accel: Callable[[str], Any]) -> None:
+    original = wsproto.frame_protocol.XorMaskerSimple
+    accel("wsproto")
+    assert wsproto.frame_protocol.XorMaskerSimple is WsprotoXorMasker
+    import wsfast
+
+    wsfast.unaccelerate()
+    assert wsproto.frame_protocol.XorMaskerSimple is original
+
+
+@pytest.mark.parametrize("masker", ["original", "ours"])
+def test_masker_alone(masker: str) -> None:
+    """Both maskers: a new bytearray, the key's phase carried across calls."""
+    cls = wsproto.frame_protocol.XorMaskerSimple if masker == "original" else WsprotoXorMasker
+    key = bytearray(b"\x01\x02\x03\x04")
+    data = os.urandom(1000)
+    expected = bytes(b ^ key[i & 3] for i, b in enumerate(data))
+    m = cls(key)
+    pieces = [m.process(data[:3]), m.process(data[3:3]), m.process(memoryview(data)[3:10]), m.process(data[10:])]
+    assert all(type(p) is bytearray for p in pieces)
+    assert b"".join(pieces) == expected
+
+
+def _open(role: ConnectionType) -> WSConnection:
+    conn = WSConnection(role)
+    if role is ConnectionType.SERVER:
+        conn.receive_data(
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        (request,) = conn.events()
+        assert isinstance(request, Request)
+        conn.send(AcceptConnection())
+    else:
+        head = conn.send(Request(host="localhost", target="/"))
+        lines = head.split(b"\r\n")
+        key = [line.split(b":", 1)[1].strip() for line in lines if line.lower().startswith(b"sec-websocket-key")]
+        conn.receive_data(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {accept_key(key[0].decode())}\r\n\r\n".encode()
+        )
+        assert isinstance(next(conn.events()), AcceptConnection)
+    return conn
+
+
+def _echo(script: Script, role: ConnectionType) -> tuple[Recording, list[Any]]:
+    conn = _open(role)
+    out = bytearray()
+    events: list[Any] = []
+    parts: list[Union[str, bytes]] = []
+    closed = False
+    for step in script.steps:
+        data = b"".join(step.frames)
+        for start in range(0, len(data), PIECE):
+            conn.receive_data(data[start : start + PIECE])
+            for event in conn.events():
+                events.append(event)
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    parts.append(event.data)
+                    if event.message_finished:
+                        whole = "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)  # type: ignore[arg-type]
+                        out += conn.send(Message(data=whole))
+                        parts = []
+                elif isinstance(event, Ping):
+                    out += conn.send(event.response())
+                elif isinstance(event, CloseConnection):
+                    out += conn.send(event.response())
+                    closed = True
+            if closed:
+                break
+        if closed:
+            break
+    return Recording(bytes(out), split_frames(bytes(out))[0], eof=False), events
+
+
+@pytest.mark.parametrize("script", SERVER_SCRIPTS, ids=lambda s: s.name)
+def test_server(script: Script, accel: Callable[[str], Any]) -> None:
+    plain, plain_events = _echo(script, ConnectionType.SERVER)
+    plain.check(script)
+    accel("wsproto")
+    fast, fast_events = _echo(script, ConnectionType.SERVER)
+    assert fast_events == plain_events
+    assert fast.raw == plain.raw
+    assert fast.outcome == plain.outcome
+
+
+@pytest.mark.parametrize("script", CLIENT_SCRIPTS, ids=lambda s: s.name)
+def test_client(script: Script, accel: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wsproto.frame_protocol, "os", fixed_os())
+    plain, plain_events = _echo(script, ConnectionType.CLIENT)
+    plain.check(script)
+    assert all(frame.masked for frame in plain.frames)
+    accel("wsproto")
+    monkeypatch.setattr(wsproto.frame_protocol, "os", fixed_os())
+    fast, fast_events = _echo(script, ConnectionType.CLIENT)
+    assert fast_events == plain_events
+    assert fast.raw == plain.raw
+    assert fast.outcome == plain.outcome

@@ -5,6 +5,7 @@
     python tests/conformance/run.py --runs server-cython -i '1.*' -i '5.*'
     python tests/conformance/run.py --peer websockets  # comparison: websockets as server
     python tests/conformance/run.py --peer aiohttp     # comparison: aiohttp as server
+    python tests/conformance/run.py --peer ws          # comparison: Node's ws, server and client
 
 kosoku (``pip install kosoku``, Python >= 3.10) runs the 517 Autobahn cases
 in one of two modes; a run is one mode against one implementation:
@@ -57,6 +58,8 @@ from typing import Any, Optional
 HERE = Path(__file__).resolve().parent
 ECHO_SERVER = HERE / "echo_server.py"
 ECHO_CLIENT = HERE / "echo_client.py"
+WS_PEER = HERE / "ws_peer.js"
+NODE_MODULES = HERE.parent / "interop" / "node_modules"  # npm install in tests/interop
 
 CATEGORIES = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "MISSING")
 PASSING_CLOSE = ("OK", "INFORMATIONAL")
@@ -68,7 +71,8 @@ WSFAST_RUNS = {
     "client-cython": ("client", "cython"),
     "client-python": ("client", "python"),
 }
-PEERS = ("websockets", "aiohttp")
+#: Comparison peers: the roles each is run in.
+PEERS = {"websockets": ("server",), "aiohttp": ("server",), "ws": ("server", "client")}
 
 
 @dataclasses.dataclass
@@ -280,14 +284,18 @@ def run_one(
         selection += ["-x", pattern]
     pure = spec.impl == "python"
     env = child_env(pure)
+    env["NODE_PATH"] = str(NODE_MODULES)
     kosoku = _kosoku_command()
     started = time.monotonic()
     procs: list[Proc] = []
     try:
         if spec.role == "server":
-            peer = [] if spec.impl in ("cython", "python") else ["--peer", spec.impl]
-            argv = [sys.executable, str(ECHO_SERVER), "--port", "0", "--timeout", str(timeout + 60)]
-            argv += (["--pure"] if pure else []) + peer
+            if spec.impl == "ws":
+                argv = ["node", str(WS_PEER), "server", str(timeout + 60)]
+            else:
+                peer = [] if spec.impl in ("cython", "python") else ["--peer", spec.impl]
+                argv = [sys.executable, str(ECHO_SERVER), "--port", "0", "--timeout", str(timeout + 60)]
+                argv += (["--pure"] if pure else []) + peer
             server = Proc(argv, outdir / "echo_server.log", env)
             procs.append(server)
             result.commands.append(" ".join(argv))
@@ -316,8 +324,11 @@ def run_one(
                 result.problems.append(f"kosoku fuzzingserver did not start:\n{runner.tail()}")
                 return result
             host, port = listening.group(1), int(listening.group(2))
-            argv = [sys.executable, str(ECHO_CLIENT), "--url", f"ws://{host}:{port}"]
-            argv += ["--parallel", str(concurrency), "--timeout", str(timeout)] + (["--pure"] if pure else [])
+            if spec.impl == "ws":
+                argv = ["node", str(WS_PEER), "client", f"ws://{host}:{port}", str(timeout)]
+            else:
+                argv = [sys.executable, str(ECHO_CLIENT), "--url", f"ws://{host}:{port}"]
+                argv += ["--parallel", str(concurrency), "--timeout", str(timeout)] + (["--pure"] if pure else [])
             client = Proc(argv, outdir / "echo_client.log", env)
             procs.append(client)
             result.commands.append(" ".join(argv))
@@ -479,7 +490,7 @@ def to_json(results: list[RunResult]) -> list[dict[str, Any]]:
 
 def build_specs(runs: Optional[list[str]], peers: Optional[list[str]]) -> list[RunSpec]:
     if peers:
-        return [RunSpec(f"server-{peer}", "server", peer) for peer in dict.fromkeys(peers)]
+        return [RunSpec(f"{role}-{peer}", role, peer) for peer in dict.fromkeys(peers) for role in PEERS[peer]]
     names = runs or list(WSFAST_RUNS)
     return [RunSpec(name, *WSFAST_RUNS[name]) for name in names]
 
@@ -491,10 +502,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument(
         "--peer",
-        choices=PEERS,
+        choices=list(PEERS),
         action="append",
         default=[],
-        help="run the cases against this library's echo server instead of wsfast (repeatable; for comparison)",
+        help="run the cases against this library instead of wsfast (repeatable; for comparison): its echo server,"
+        " and for ws its client too",
     )
     parser.add_argument("-i", "--include", action="append", default=[], help="case id or glob (kosoku's -i)")
     parser.add_argument("-x", "--exclude", action="append", default=[], help="case id or glob to leave out")

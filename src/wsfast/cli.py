@@ -3,7 +3,7 @@
 ``wsfast serve`` runs an echo endpoint at ``/echo`` and a chat room at ``/``
 (a page with its own JavaScript client, so people can chat between browser
 tabs). ``wsfast connect URI`` is an interactive client. ``wsfast bench``
-measures a local echo round trip.
+runs the end-to-end benchmark suite (:mod:`wsfast.benchmark`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import signal
 import ssl
 import sys
 import threading
-import time
 from typing import Any, Optional, Sequence
 
-from . import HAS_SPEEDUPS, IMPLEMENTATION, __version__
+from . import IMPLEMENTATION, __version__
 from .asyncio import WebSocket, broadcast, connect, serve
 from .asyncio.transport import WebSocketTransport
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -264,44 +263,54 @@ def cmd_connect(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- bench
 
 
-async def _bench(size: int, count: int, duration: float) -> dict[str, Any]:
-    async def echo(ws: WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
+_SIZE_UNITS = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 * 1024, "mb": 1024 * 1024, "mib": 1024 * 1024}
 
-    payload = os.urandom(size)
-    async with serve(echo, "127.0.0.1", 0, deflate=None, max_message_size=None) as server:
-        async with connect(f"ws://127.0.0.1:{server.port}/", deflate=None, max_message_size=None) as ws:
-            times: list[float] = []
-            deadline = time.perf_counter() + duration
-            while len(times) < count and time.perf_counter() < deadline:
-                start = time.perf_counter()
-                await ws.send(payload)
-                await ws.recv()
-                times.append(time.perf_counter() - start)
-    times.sort()
-    return {
-        "size": size,
-        "messages": len(times),
-        "per_second": len(times) / sum(times),
-        "p50_us": times[len(times) // 2] * 1e6,
-        "p99_us": times[min(len(times) - 1, int(len(times) * 0.99))] * 1e6,
-    }
+
+def _size_arg(text: str) -> int:
+    """``64``, ``1KiB``, ``64k``, ``1MiB``: a message size in bytes."""
+    value = text.strip().lower()
+    digits = value.rstrip("abikm")
+    unit = value[len(digits) :] or "b"
+    if not digits.isdigit() or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 64, 1KiB, 1MiB)")
+    return int(digits) * _SIZE_UNITS[unit]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    print(
-        f"wsfast {__version__}, {IMPLEMENTATION} codec (speedups: {HAS_SPEEDUPS}); "
-        f"request-response over 127.0.0.1, one connection, client and server in one process"
-    )
-    print(f"{'size':>9} {'messages':>9} {'msg/s':>10} {'p50 µs':>9} {'p99 µs':>9}")
-    for size in args.sizes:
-        result = asyncio.run(_bench(size, args.count, args.duration))
-        print(
-            f"{result['size']:>9} {result['messages']:>9} {result['per_second']:>10.0f} "
-            f"{result['p50_us']:>9.1f} {result['p99_us']:>9.1f}",
-            flush=True,
+    from .benchmark import report
+    from .benchmark.runner import LIBRARIES, SCENARIOS, Config, run_suite
+
+    unknown = [p for p in args.peers if p not in LIBRARIES] + [s for s in args.scenarios or () if s not in SCENARIOS]
+    if unknown:
+        return _fail(
+            f"unknown peer or scenario: {', '.join(unknown)} (peers: {', '.join(LIBRARIES)};"
+            f" scenarios: {', '.join(SCENARIOS)})",
+            2,
         )
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    overrides: dict[str, Any] = {
+        "peers": tuple(args.peers),
+        "command": "wsfast bench " + " ".join(args.argv),
+        "progress": progress,
+    }
+    if args.sizes:
+        overrides["sizes"] = tuple(args.sizes)
+    if args.loop != "default":
+        overrides["loops"] = ("asyncio", "uvloop") if args.loop == "both" else (args.loop,)
+    if args.scenarios:
+        overrides["scenarios"] = tuple(args.scenarios)
+    for name in ("runs", "duration"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = Config.quick_config(**overrides) if args.quick else Config(**overrides)
+    results = run_suite(config)
+    if args.out:
+        for path in report.write(results, args.out):
+            progress(f"wrote {path}")
+    print(report.markdown(results), end="")
     return 0
 
 
@@ -334,16 +343,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_connect)
 
-    p = commands.add_parser("bench", parents=[verbose], help="measure a local echo round trip")
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 1024, 65536], help="message sizes in bytes")
-    p.add_argument("--count", type=int, default=20000, help="messages per size, at most")
-    p.add_argument("--duration", type=float, default=3.0, help="seconds per size, at most")
+    p = commands.add_parser(
+        "bench",
+        parents=[verbose],
+        help="benchmark servers and clients against websockets, picows, aiohttp and a raw TCP ceiling",
+        description="End-to-end benchmarks over 127.0.0.1, server and client in separate processes"
+        " (see bench/README.md). Progress goes to stderr, the markdown report to stdout.",
+    )
+    p.add_argument("--quick", action="store_true", help="about a minute: 3 short runs per point, one event loop")
+    p.add_argument("--peers", nargs="+", default=["wsfast", "websockets", "picows", "aiohttp"], help="libraries to run")
+    p.add_argument("--sizes", type=_size_arg, nargs="+", help="message sizes (default 64 1KiB 64KiB 1MiB)")
+    p.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop", "both", "default"],
+        default="default",
+        help="event loop of the code under test (default: both; uvloop with --quick)",
+    )
+    p.add_argument("--scenarios", nargs="+", help="scenarios to run (default: all; --quick: all but client-1)")
+    p.add_argument("--runs", type=int, help="runs per point (default 5, 3 with --quick)")
+    p.add_argument("--duration", type=float, help="seconds counted per run (default 0.5, 0.2 with --quick)")
+    p.add_argument("--out", metavar="DIR", help="write results.json, results.md and PNG charts there")
     p.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[2:] if argv is None else argv[1:])
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

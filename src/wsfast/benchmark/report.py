@@ -1,0 +1,218 @@
+"""The results as a person reads them: markdown tables and PNG charts."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from ._common import import_module
+from .runner import LABELS, SCENARIOS, installed, size_label
+
+__all__ = ["markdown", "charts", "write"]
+
+_ORDER = list(LABELS)
+
+
+def _rate(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e4:
+        return f"{value / 1e3:.0f}k"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f}k"
+    return f"{value:.0f}"
+
+
+def _spread(summary: dict[str, float]) -> str:
+    """Half the min-max range as a share of the median."""
+    median = summary["median"]
+    if median <= 0:
+        return ""
+    return f" ±{(summary['max'] - summary['min']) / 2 / median:.0%}"
+
+
+def _time(us: float) -> str:
+    return f"{us / 1000:.1f} ms" if us >= 10000 else f"{us:.0f} µs"
+
+
+def _cell(point: Optional[dict[str, Any]], kind: str) -> str:
+    if point is None:
+        return ""
+    if point["status"] != "ok":
+        return "failed"
+    summary = point["summary"]
+    ratio = point.get("ratio_to_ceiling")
+    ratio_text = f" · {ratio:.2f}x" if ratio is not None and point["impl"] != "raw" else ""
+    if kind == "rate":
+        return f"{_rate(summary['msgs_per_s']['median'])}/s{_spread(summary['msgs_per_s'])}{ratio_text}"
+    if kind == "latency":
+        return f"{_time(summary['p50_us']['median'])} / {_time(summary['p99_us']['median'])}"
+    if kind == "broadcast":
+        ms = summary["ms_to_last"]
+        return f"{ms['median']:.1f} ms ({ms['min']:.1f}-{ms['max']:.1f}){ratio_text}"
+    kb = summary["bytes_per_connection"]
+    return f"{kb['median'] / 1000:.1f} KB ({kb['min'] / 1000:.1f}-{kb['max'] / 1000:.1f})"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _cpu_line(points: list[dict[str, Any]], role: str) -> str:
+    client = [p["summary"]["client_cpu"]["max"] for p in points if p["status"] == "ok" and "client_cpu" in p["summary"]]
+    server = [p["summary"]["server_cpu"]["max"] for p in points if p["status"] == "ok" and "server_cpu" in p["summary"]]
+    if not client:
+        return ""
+    if role == "server":
+        text = f"CPU share of the fixed client: at most {max(client):.0%} of a core"
+        if server:
+            text += f" (servers under test: up to {max(server):.0%})"
+    else:
+        text = f"CPU share of the fixed server: at most {max(server):.0%} of a core" if server else ""
+        text += f" (clients under test: up to {max(client):.0%})"
+    return text + "."
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as markdown: one table per scenario and event loop."""
+    env = results["environment"]
+    config = results["config"]
+    wsfast = env["wsfast"]
+    lines = [
+        "# wsfast bench",
+        "",
+        f"`{results['command'] or 'wsfast bench'}`, {results['created']}, {results['elapsed_s']:.0f} s."
+        f" wsfast {wsfast['version']} ({wsfast['codec']} codec), Python {env['python']} ({env['implementation']}),"
+        f" {env['platform']}, {env['cpus']} CPUs; load average {env['load_average_start']} at the start,"
+        f" {env['load_average_end']} at the end.",
+        "",
+        f"Each cell is the median of {config['runs']} runs of {config['duration']} s (after"
+        f" {config['warmup']} s of warm-up), ± half their range, and the ratio to the raw TCP echo ceiling"
+        f" of the same scenario, size and loop. Processes: {env['pinning']}; the fixed counterpart runs on"
+        f" {env['counterpart_loop']}.",
+    ]
+    if results["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(f"{s['what']} ({s['reason']})" for s in results["skipped"]) + "."]
+    points = results["points"]
+    for name, scenario in SCENARIOS.items():
+        for loop in config["loops"]:
+            mine = [p for p in points if p["scenario"] == name and p["loop"] == loop]
+            if not mine:
+                continue
+            lines += ["", f"## {scenario.title} ({loop})", ""]
+            if scenario.role in ("server", "client"):
+                impls = sorted({p["impl"] for p in mine}, key=_ORDER.index)
+                by_key = {(p["impl"], p["size"]): p for p in mine}
+                sizes = sorted({p["size"] for p in mine})
+                header = ["implementation"] + [size_label(s) for s in sizes]
+                lines += ["Messages per second:", ""]
+                rows = [[LABELS[i]] + [_cell(by_key.get((i, s)), "rate") for s in sizes] for i in impls]
+                lines += _table(header, rows)
+                lines += ["", "Round trip, p50 / p99:", ""]
+                rows = [[LABELS[i]] + [_cell(by_key.get((i, s)), "latency") for s in sizes] for i in impls]
+                lines += _table(header, rows)
+                cpu = _cpu_line(mine, scenario.role)
+                if cpu:
+                    lines += ["", cpu]
+            else:
+                kind = "broadcast" if scenario.role == "broadcast" else "memory"
+                header = [
+                    "implementation",
+                    "time until the last client has it" if kind == "broadcast" else "per connection",
+                ]
+                rows = [
+                    [LABELS[p["impl"]], _cell(p, kind)] for p in sorted(mine, key=lambda p: _ORDER.index(p["impl"]))
+                ]
+                lines += _table(header, rows)
+            failed = [p for p in mine if p["status"] != "ok" or p["note"]]
+            for p in failed:
+                lines.append(f"\n- {LABELS[p['impl']]} {size_label(p['size'])}: {p['note']}")
+    descriptions = env.get("descriptions", {})
+    if descriptions:
+        lines += ["", "## Implementations", ""]
+        lines += [f"- {key}: {value}" for key, value in sorted(descriptions.items())]
+    return "\n".join(lines) + "\n"
+
+
+def charts(results: dict[str, Any], directory: str) -> list[str]:
+    """One PNG per scenario (bars: ratio to the ceiling per size, one panel
+    per event loop; broadcast and memory: absolute figures). Returns the files
+    written; needs matplotlib."""
+    matplotlib = import_module("matplotlib")
+    matplotlib.use("Agg")
+    plt = import_module("matplotlib.pyplot")
+    written = []
+    points = [p for p in results["points"] if p["status"] == "ok"]
+    loops = results["config"]["loops"]
+    for name, scenario in SCENARIOS.items():
+        mine = [p for p in points if p["scenario"] == name]
+        if not mine:
+            continue
+        panels = [loop for loop in loops if any(p["loop"] == loop for p in mine)]
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+        for ax, loop in zip(axes[0], panels):
+            here = [p for p in mine if p["loop"] == loop]
+            impls = sorted({p["impl"] for p in here}, key=_ORDER.index)
+            if scenario.role in ("server", "client"):
+                sizes = sorted({p["size"] for p in here})
+                width = 0.8 / max(len(impls), 1)
+                for k, impl in enumerate(impls):
+                    xs, ys = [], []
+                    for j, size in enumerate(sizes):
+                        p = next((q for q in here if q["impl"] == impl and q["size"] == size), None)
+                        if p is not None and p["ratio_to_ceiling"] is not None:
+                            xs.append(j + (k - (len(impls) - 1) / 2) * width)
+                            ys.append(p["ratio_to_ceiling"])
+                    ax.bar(xs, ys, width, label=LABELS[impl])
+                ax.set_xticks(range(len(sizes)), [size_label(s) for s in sizes])
+                ax.axhline(1.0, color="black", linewidth=0.8)
+                ax.set_ylabel("messages/s, ratio to the raw TCP echo")
+            else:
+                metric = "ms_to_last" if scenario.role == "broadcast" else "bytes_per_connection"
+                scale = 1.0 if metric == "ms_to_last" else 1 / 1000
+                values = []
+                for impl in impls:
+                    p = next(q for q in here if q["impl"] == impl)
+                    values.append(p["summary"][metric]["median"] * scale)
+                ax.barh([LABELS[i] for i in impls], values, color=[f"C{k}" for k in range(len(impls))])
+                ax.invert_yaxis()
+                ax.set_xlabel("ms until the last client has it" if metric == "ms_to_last" else "KB per idle connection")
+            ax.set_title(f"{scenario.title}\n({loop})", fontsize=10)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8)
+            fig.subplots_adjust(bottom=0.25)
+        fig.tight_layout(rect=(0, 0.12 if handles else 0, 1, 1))
+        path = os.path.join(directory, f"{name}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write(results: dict[str, Any], directory: str) -> list[str]:
+    """Write ``results.json``, ``results.md`` and the charts (or a note in
+    the markdown that matplotlib is missing); return the paths written."""
+    import json
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    text = markdown(results)
+    if installed("matplotlib"):
+        pngs = charts(results, directory)
+        results["charts"] = [os.path.basename(p) for p in pngs]
+        text += "\n## Charts\n\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs) + "\n"
+        paths += pngs
+    else:
+        results["charts"] = []
+        results["skipped"].append({"what": "charts", "reason": "matplotlib not installed"})
+        text += "\nNo charts: matplotlib not installed (`pip install 'wsfast[bench]'`).\n"
+    md_path = os.path.join(directory, "results.md")
+    with open(md_path, "w", encoding="utf-8") as f:
+        f.write(text)
+    json_path = os.path.join(directory, "results.json")
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+    return [json_path, md_path, *paths]

@@ -21,7 +21,6 @@ ratio to the fastest of uvicorn's own two, and ``--json FILE``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -40,7 +39,7 @@ IMPLEMENTATIONS = {
     "wsproto": "wsproto",
 }
 
-APP = '''
+APP = """
 async def app(scope, receive, send):
     if scope["type"] != "websocket":
         return
@@ -54,7 +53,7 @@ async def app(scope, receive, send):
             await send({"type": "websocket.send", "bytes": event["bytes"]})
         else:
             await send({"type": "websocket.send", "text": event["text"]})
-'''
+"""
 
 CLIENT = '''
 import asyncio, json, os, sys, time
@@ -122,11 +121,6 @@ def _has(command: str) -> bool:
     return any((Path(p) / command).exists() for p in os.environ.get("PATH", "").split(os.pathsep))
 
 
-def _python_pid(pid: int) -> int:
-    """The server's Python process: ``taskset`` execs it, so the PID is the same."""
-    return pid
-
-
 def _wait_port(port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,7 +146,7 @@ def run_point(impl: str, size: int, args: argparse.Namespace, workdir: Path) -> 
         _wait_port(port, 20)
         client_argv = _pin(1) + [
             sys.executable, str(workdir / "client.py"), str(port), str(size), str(args.connections),
-            str(args.warmup), str(args.duration), str(_python_pid(server.pid)),
+            str(args.warmup), str(args.duration), str(server.pid),  # taskset execs: same PID
         ]  # fmt: skip
         limit = args.warmup + args.duration + 60
         out = subprocess.run(client_argv, env=env, capture_output=True, text=True, timeout=limit, check=True)
@@ -202,7 +196,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     flush=True,
                 )
     for impl in impls:
-        for size, point in results[impl].items():
+        for point in results[impl].values():
             point["median"] = statistics.median(point["runs"])
             point["server_us_median"] = statistics.median(point["server_us"])
 

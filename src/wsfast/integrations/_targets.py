@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Generator, Optional, Union
 
-from ..codec import Utf8Validator, apply_mask, mask_inplace
+from ..codec import Utf8Validator, apply_mask, build_frame, mask_inplace
 from ..compat import wsaccel
 
 if TYPE_CHECKING:
@@ -26,11 +26,79 @@ Patch = tuple[Any, str, Any]
 
 # ---------------------------------------------------------------- websockets
 
+# Bound by plan_websockets(): websockets' Opcode members by value, its
+# StreamReader class, its frames module, and the original Frame.parse.
+_websockets: dict[str, Any] = {}
+
+
+def websockets_parse(
+    cls: Any, read_exact: Any, *, mask: bool, max_size: Optional[int] = None, extensions: Any = None
+) -> Generator[None, None, Any]:
+    """``websockets.frames.Frame.parse`` with a fast path: when the stream
+    reader's buffer already holds the whole frame, it is parsed there in one
+    go, with the checks, exceptions and results of the original, which takes
+    every other case (a frame still arriving, a bad opcode or mask bit, a
+    frame over ``max_size``)."""
+    reader: Any = getattr(read_exact, "__self__", None)
+    if type(reader) is _websockets["StreamReader"]:
+        buffer = reader.buffer
+        size = len(buffer)
+        if size >= 2:
+            head1, head2 = buffer[0], buffer[1]
+            opcode = _websockets["opcodes"].get(head1 & 0x0F)
+            if opcode is not None and bool(head2 & 0x80) == mask:
+                length, start = head2 & 0x7F, 2
+                if length == 126:
+                    length, start = (int.from_bytes(buffer[2:4], "big"), 4) if size >= 4 else (-1, 0)
+                elif length == 127:
+                    length, start = (int.from_bytes(buffer[2:10], "big"), 10) if size >= 10 else (-1, 0)
+                end = start + (4 if mask else 0) + length
+                if 0 <= length and (max_size is None or length <= max_size) and end <= size:
+                    if mask:
+                        with memoryview(buffer) as view, view[start + 4 : end] as payload:
+                            data: Any = apply_mask(payload, buffer[start : start + 4])
+                    else:
+                        data = buffer[start:end]
+                    del buffer[:end]
+                    frame = cls(
+                        opcode, data, bool(head1 & 0x80), bool(head1 & 0x40), bool(head1 & 0x20), bool(head1 & 0x10)
+                    )
+                    for extension in reversed(extensions or ()):
+                        frame = extension.decode(frame, max_size=max_size)
+                    frame.check()
+                    return frame
+    return (yield from _websockets["parse"](cls, read_exact, mask=mask, max_size=max_size, extensions=extensions))
+
+
+def websockets_serialize(self: Any, *, mask: bool, extensions: Any = None) -> bytes:
+    """``websockets.frames.Frame.serialize``, built in one buffer by
+    :func:`wsfast.codec.build_frame`; the mask key still comes from
+    ``websockets.frames.secrets.token_bytes(4)``, as in the original."""
+    self.check()
+    for extension in extensions or ():
+        self = extension.encode(self)
+    rsv = (4 if self.rsv1 else 0) | (2 if self.rsv2 else 0) | (1 if self.rsv3 else 0)
+    if mask:
+        return build_frame(self.opcode, self.data, self.fin, rsv, _websockets["frames"].secrets.token_bytes(4))
+    return build_frame(self.opcode, self.data, self.fin, rsv)
+
+
+_WEBSOCKETS_PARSE = classmethod(websockets_parse)  # one object: unpatching checks identity
+
 
 def plan_websockets() -> list[Patch]:
-    """``apply_mask`` where websockets' frame parsers and serializers look it up."""
+    """``apply_mask`` where websockets looks it up, and ``Frame.parse`` / ``Frame.serialize``."""
     frames = import_module("websockets.frames")
-    patches: list[Patch] = [(frames, "apply_mask", apply_mask)]
+    if vars(frames.Frame)["parse"] is not _WEBSOCKETS_PARSE:
+        _websockets["parse"] = vars(frames.Frame)["parse"].__func__
+    _websockets["StreamReader"] = import_module("websockets.streams").StreamReader
+    _websockets["opcodes"] = {int(opcode): opcode for opcode in frames.Opcode}
+    _websockets["frames"] = frames
+    patches: list[Patch] = [
+        (frames, "apply_mask", apply_mask),
+        (frames.Frame, "parse", _WEBSOCKETS_PARSE),
+        (frames.Frame, "serialize", websockets_serialize),
+    ]
     # websockets.legacy warns when imported (deprecated since 14.0): patched
     # only when the application imported it already.
     legacy = sys.modules.get("websockets.legacy.framing")

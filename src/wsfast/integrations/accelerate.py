@@ -19,7 +19,9 @@ A target is patched only when its installed version (per
 =================  ==========  ==========================================================
 target             versions    patched (where the library looks it up)
 =================  ==========  ==========================================================
-websockets         13 - 17     ``frames.apply_mask`` (+ ``legacy.framing`` if imported)
+websockets         13 - 17     ``frames.apply_mask`` (+ ``legacy.framing`` if imported),
+                               ``frames.Frame.parse`` (a fast path for frames already
+                               buffered whole), ``frames.Frame.serialize``
 wsproto            1.2 - 1.3   ``frame_protocol.XorMaskerSimple``
 tornado            6.2 - 6.6   ``_websocket_mask`` in ``util``, ``websocket``, ``web``
 websocket-client   1.6 - 1.9   ``_abnf.ABNF.mask``, ``_abnf._mask``, ``validate_utf8``

@@ -118,9 +118,10 @@ def markdown(results: dict[str, Any]) -> str:
                     lines += ["", cpu]
             else:
                 kind = "broadcast" if scenario.role == "broadcast" else "memory"
+                count = f"{mine[0]['connections']:,} connections"
                 header = [
                     "implementation",
-                    "time until the last client has it" if kind == "broadcast" else "per connection",
+                    f"time until the last of {count} has it" if kind == "broadcast" else f"RSS growth / {count}",
                 ]
                 rows = [
                     [LABELS[p["impl"]], _cell(p, kind)] for p in sorted(mine, key=lambda p: _ORDER.index(p["impl"]))
@@ -199,19 +200,18 @@ def write(results: dict[str, Any], directory: str) -> list[str]:
 
     os.makedirs(directory, exist_ok=True)
     paths = []
-    text = markdown(results)
     if installed("matplotlib"):
         pngs = charts(results, directory)
         results["charts"] = [os.path.basename(p) for p in pngs]
-        text += "\n## Charts\n\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs) + "\n"
         paths += pngs
+        extra = "\n## Charts\n\n" + "\n".join(f"![{name}]({name})" for name in results["charts"]) + "\n"
     else:
         results["charts"] = []
         results["skipped"].append({"what": "charts", "reason": "matplotlib not installed"})
-        text += "\nNo charts: matplotlib not installed (`pip install 'wsfast[bench]'`).\n"
+        extra = "\nNo charts: matplotlib not installed (`pip install 'wsfast[bench]'`).\n"
     md_path = os.path.join(directory, "results.md")
     with open(md_path, "w", encoding="utf-8") as f:
-        f.write(text)
+        f.write(markdown(results) + extra)
     json_path = os.path.join(directory, "results.json")
     with open(json_path, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)

@@ -60,8 +60,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("pure-100", "server", "wsfast's pure-Python codec, 100 connections", 100, "pure"),
         Scenario("client-1", "client", "Clients, 1 connection, request-response", 1),
         Scenario("client-100", "client", "Clients, 100 concurrent connections, request-response", 100),
-        Scenario("broadcast-1000", "broadcast", "Broadcast of one 64 B message to 1,000 connections", 1000),
-        Scenario("memory-2000", "memory", "Memory per idle server connection (2,000 connections)", 2000),
+        Scenario("broadcast-1000", "broadcast", "Broadcast of one 64 B message to every connection", 1000),
+        Scenario("memory-2000", "memory", "Memory per idle server connection", 2000),
     )
 }
 
@@ -274,37 +274,52 @@ class Suite:
                 "size": size,
                 "impl": impl,
                 "label": LABELS[impl],
-                "connections": SCENARIOS[scenario].connections,
+                "connections": self.connections(SCENARIOS[scenario]),
                 "runs": [],
                 "status": "ok",
                 "note": "",
             }
         return self.points[key]
 
+    def connections(self, scenario: Scenario) -> int:
+        """Connections open at once in a scenario (broadcast and memory: as configured)."""
+        if scenario.role == "broadcast":
+            return self.config.broadcast_connections
+        if scenario.role == "memory":
+            return self.config.memory_connections
+        return scenario.connections
+
     def fail(self, scenario: str, loop: str, size: int, impl: str, error: str) -> None:
         point = self.point(scenario, loop, size, impl)
         point["runs"].append({"error": error})
         self.say(f"  {scenario} {loop} {size_label(size)} {impl}: FAILED: {error}")
 
-    def impls(self, scenario: Scenario, loop: str) -> list[str]:
-        """The implementations to run in a scenario, skipping (with a note)
-        those whose package is missing."""
+    def select(self, scenario: Scenario) -> tuple[list[str], list[tuple[str, str]]]:
+        """The implementations to run in a scenario, and those left out for a
+        reason (a missing package, a missing feature)."""
         candidates = CLIENT_IMPLS if scenario.role == "client" else SERVER_IMPLS
-        chosen = []
+        chosen: list[str] = []
+        left_out: list[tuple[str, str]] = []
         for impl in candidates:
             lib = _LIBRARY.get(impl, impl)
             if impl != "raw" and lib not in self.config.peers:
                 continue
             if scenario.variant == "pure" and lib != "wsfast" and impl != "raw":
                 continue
-            if scenario.variant == "deflate" and impl in _NO_DEFLATE:
-                self.skip(f"{impl} in {scenario.name}", _NO_DEFLATE[impl])
-                continue
             needed = library(impl)
             if needed is not None and not installed(needed):
-                self.skip(impl, f"{needed} not installed")
-                continue
-            chosen.append(impl)
+                left_out.append((impl, f"{needed} not installed"))
+            elif scenario.variant == "deflate" and impl in _NO_DEFLATE:
+                left_out.append((f"{impl} in {scenario.name}", _NO_DEFLATE[impl]))
+            else:
+                chosen.append(impl)
+        return chosen, left_out
+
+    def impls(self, scenario: Scenario) -> list[str]:
+        """:meth:`select`, noting what is skipped."""
+        chosen, left_out = self.select(scenario)
+        for what, reason in left_out:
+            self.skip(what, reason)
         return chosen
 
     def spawn(self, spec: dict[str, Any], under_test: bool, env: Optional[dict[str, str]] = None) -> Worker:
@@ -390,7 +405,7 @@ class Suite:
             cmd["cafile"], spec["certfile"], spec["keyfile"] = files
         elif variant == "pure":
             env["WSFAST_PURE_PYTHON"] = "1"
-        impls = self.impls(scenarios[0], loop)
+        impls = self.impls(scenarios[0])
         servers: dict[str, Worker] = {}
         try:
             for impl in impls:
@@ -417,7 +432,7 @@ class Suite:
                 worker.stop()
 
     def run_clients(self, fixed: Worker, loop: str, scenarios: list[Scenario]) -> None:
-        impls = self.impls(scenarios[0], loop)
+        impls = self.impls(scenarios[0])
         clients: dict[str, Worker] = {}
         try:
             for impl in impls:
@@ -444,7 +459,7 @@ class Suite:
                 worker.stop()
 
     def run_broadcast(self, driver: Worker, loop: str, scenario: Scenario) -> None:
-        for impl in self.impls(scenario, loop):
+        for impl in self.impls(scenario):
             worker = self.spawn({"role": "server", "impl": impl, "loop": loop, "app": "broadcast"}, True)
             try:
                 error = worker.start()
@@ -470,7 +485,7 @@ class Suite:
     def run_memory(self, driver: Worker, loop: str, scenario: Scenario) -> None:
         count = self.config.memory_connections
         for rep in range(self.config.memory_runs):
-            for impl in self.impls(scenario, loop):
+            for impl in self.impls(scenario):
                 spec = {"role": "server", "impl": impl, "loop": loop, "app": "echo", "keepalive": True}
                 worker = self.spawn(spec, True)
                 try:
@@ -507,19 +522,17 @@ class Suite:
     # ------------------------------------------------------------ all
 
     def plan_size(self, loops: list[str], chosen: list[Scenario]) -> int:
+        """How many runs the progress lines count to."""
         total = 0
         for s in chosen:
-            per_loop = 0
-            candidates = CLIENT_IMPLS if s.role == "client" else SERVER_IMPLS
-            n = sum(1 for i in candidates if i == "raw" or _LIBRARY.get(i, i) in self.config.peers)
+            n = len(self.select(s)[0])
             if s.role in ("server", "client"):
-                per_loop = n * len(self.config.sizes) * self.config.runs
+                total += n * len(self.config.sizes) * self.config.runs
             elif s.role == "broadcast":
-                per_loop = n
+                total += n
             else:
-                per_loop = n * self.config.memory_runs
-            total += per_loop * len(loops)
-        return total
+                total += n * self.config.memory_runs
+        return total * len(loops)
 
     def run(self) -> dict[str, Any]:
         config = self.config

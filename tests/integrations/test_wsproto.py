@@ -26,7 +26,16 @@ from wsproto.events import (  # noqa: E402
 
 from wsfast.integrations._targets import WsprotoXorMasker  # noqa: E402
 
-from ._peer import CLIENT_SCRIPTS, SERVER_SCRIPTS, Recording, Script, accept_key, fixed_os, split_frames  # noqa: E402  # noqa: E402
+from ._peer import (  # noqa: E402
+    BINARY_1M,
+    CLIENT_SCRIPTS,
+    SERVER_SCRIPTS,
+    Recording,
+    Script,
+    accept_key,
+    fixed_os,
+    split_frames,
+)
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 PIECE = 7001  # bytes fed at a time: cuts frames anywhere, headers included
@@ -130,3 +139,50 @@ def test_client(script: Script, accel: Callable[[str], Any], monkeypatch: pytest
     assert fast_events == plain_events
     assert fast.raw == plain.raw
     assert fast.outcome == plain.outcome
+
+
+def _deflate_pair_exchange(messages: list[Union[str, bytes]]) -> list[bytes]:
+    """A wsproto client and server, both offering permessage-deflate, echo
+    ``messages`` (in two fragments each), then close: every byte either
+    writes after the handshake (whose key is random), and every event."""
+    from wsproto.extensions import PerMessageDeflate
+
+    client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="localhost", target="/", extensions=[PerMessageDeflate()])))
+    for _ in server.events():
+        client.receive_data(server.send(AcceptConnection(extensions=[PerMessageDeflate()])))
+    assert isinstance(next(client.events()), AcceptConnection)
+    wire: list[bytes] = []
+    for message in messages:
+        half = len(message) // 2
+        wire.append(client.send(Message(data=message[:half], message_finished=False)))
+        wire.append(client.send(Message(data=message[half:])))
+        server.receive_data(b"".join(wire[-2:]))
+        for event in server.events():
+            wire.append(server.send(Message(data=event.data, message_finished=event.message_finished)))
+            client.receive_data(wire[-1])
+        wire.extend(repr(event).encode() for event in client.events())
+    wire.append(client.send(CloseConnection(code=1000, reason="done")))
+    server.receive_data(wire[-1])
+    for event in server.events():
+        wire.append(server.send(event.response()))
+    return wire
+
+
+def test_deflate_pair(accel: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    messages: list[Union[str, bytes]] = ["κόσμε " * 50, b"\x00\xff" * 40000, BINARY_1M, "a", b""]
+    monkeypatch.setattr(wsproto.frame_protocol, "os", fixed_os())
+    plain = _deflate_pair_exchange(messages)
+    accel("wsproto")
+    monkeypatch.setattr(wsproto.frame_protocol, "os", fixed_os())
+    assert _deflate_pair_exchange(messages) == plain
+
+
+def test_control_frame_too_long(accel: Callable[[str], Any]) -> None:
+    for patched in (False, True):
+        if patched:
+            accel("wsproto")
+        conn = _open(ConnectionType.SERVER)
+        with pytest.raises(ValueError, match="^payload too long for control frame$"):
+            conn.send(Ping(payload=b"p" * 126))
+        assert conn.send(Ping(payload=b"p" * 125))[:2] == b"\x89\x7d"

@@ -22,7 +22,8 @@ target             versions    patched (where the library looks it up)
 websockets         13 - 17     ``frames.apply_mask`` (+ ``legacy.framing`` if imported),
                                ``frames.Frame.parse`` (a fast path for frames already
                                buffered whole), ``frames.Frame.serialize``
-wsproto            1.2 - 1.3   ``frame_protocol.XorMaskerSimple``
+wsproto            1.2 - 1.3   ``frame_protocol.XorMaskerSimple``,
+                               ``frame_protocol.FrameProtocol._serialize_frame``
 tornado            6.2 - 6.6   ``_websocket_mask`` in ``util``, ``websocket``, ``web``
 websocket-client   1.6 - 1.9   ``_abnf.ABNF.mask``, ``_abnf._mask``, ``validate_utf8``
                                in ``_abnf`` and ``_utils``

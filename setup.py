@@ -7,12 +7,19 @@
 * ``yes``: compile it; any failure fails the build (wheel builds, CI).
 * ``no``: never compile it (the pure ``py3-none-any`` wheel).
 
-Only portable compiler flags are used: never ``-march=native``.
+On PyPy the extension is never built: through cpyext, buffer flags come out
+wrong (``mask_inplace`` sees a writable ``memoryview`` as read-only, a strided
+view as contiguous), so PyPy runs the pure-Python codec, from the pure wheel.
+
+Only portable compiler flags are used: never ``-march=native``. Wheels carry
+the compiled module only, not its ``.pyx``/``.c``/``.h`` sources (the sdist has
+them, see ``MANIFEST.in``).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import sys
 
 from setuptools import setup
@@ -21,6 +28,7 @@ from setuptools.command.build_ext import build_ext
 MODE = os.environ.get("WSFAST_BUILD_EXTENSION", "").strip().lower()
 if MODE not in ("", "yes", "no"):
     sys.exit(f"WSFAST_BUILD_EXTENSION must be unset, 'yes' or 'no', not {MODE!r}")
+PYPY = platform.python_implementation() == "PyPy"
 
 
 class OptionalBuildExt(build_ext):
@@ -46,6 +54,11 @@ class OptionalBuildExt(build_ext):
 
 def extensions() -> list:
     if MODE == "no":
+        return []
+    if PYPY:
+        if MODE == "yes":
+            sys.exit("wsfast: the extension is not supported on PyPy (cpyext buffers); use WSFAST_BUILD_EXTENSION=no")
+        print("wsfast: PyPy runs the pure-Python codec; not building the extension")
         return []
     try:
         from Cython.Build import cythonize
@@ -80,4 +93,8 @@ def extensions() -> list:
     )
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(
+    ext_modules=extensions(),
+    cmdclass={"build_ext": OptionalBuildExt},
+    exclude_package_data={"wsfast": ["*.c", "*.pyx", "*.h"]},
+)

@@ -144,3 +144,12 @@ def test_cli_rejects_a_bad_size(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["bench", "--sizes", "12XB"])
     assert "not a size" in capsys.readouterr().err
+
+
+def test_cli_reports_an_earlier_run(
+    results: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["bench", "--from-json", str(results["out"] / "results.json"), "--out", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["points"] == json.loads((results["out"] / "results.json").read_text())["points"]
+    assert "## Servers, 1 connection, request-response (asyncio)" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -305,8 +306,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in ("runs", "duration"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
-    config = Config.quick_config(**overrides) if args.quick else Config(**overrides)
-    results = run_suite(config)
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as f:
+            results = json.load(f)
+    else:
+        config = Config.quick_config(**overrides) if args.quick else Config(**overrides)
+        results = run_suite(config)
     if args.out:
         for path in report.write(results, args.out):
             progress(f"wrote {path}")
@@ -363,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, help="runs per point (default 5, 3 with --quick)")
     p.add_argument("--duration", type=float, help="seconds counted per run (default 0.5, 0.2 with --quick)")
     p.add_argument("--out", metavar="DIR", help="write results.json, results.md and PNG charts there")
+    p.add_argument("--from-json", metavar="FILE", help="run nothing: report the results.json of an earlier run")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -159,17 +159,21 @@ def charts(results: dict[str, Any], directory: str) -> list[str]:
             if scenario.role in ("server", "client"):
                 sizes = sorted({p["size"] for p in here})
                 width = 0.8 / max(len(impls), 1)
+                ceiling = {q["size"]: q["summary"]["msgs_per_s"]["median"] for q in here if q["impl"] == "raw"}
                 for k, impl in enumerate(impls):
-                    xs, ys = [], []
+                    xs, ys, low, high = [], [], [], []
                     for j, size in enumerate(sizes):
                         p = next((q for q in here if q["impl"] == impl and q["size"] == size), None)
                         if p is not None and p["ratio_to_ceiling"] is not None:
+                            rate = p["summary"]["msgs_per_s"]
                             xs.append(j + (k - (len(impls) - 1) / 2) * width)
                             ys.append(p["ratio_to_ceiling"])
-                    ax.bar(xs, ys, width, label=LABELS[impl])
+                            low.append(ys[-1] - rate["min"] / ceiling[size])
+                            high.append(rate["max"] / ceiling[size] - ys[-1])
+                    ax.bar(xs, ys, width, yerr=[low, high], capsize=2, error_kw={"linewidth": 0.7}, label=LABELS[impl])
                 ax.set_xticks(range(len(sizes)), [size_label(s) for s in sizes])
                 ax.axhline(1.0, color="black", linewidth=0.8)
-                ax.set_ylabel("messages/s, ratio to the raw TCP echo")
+                ax.set_ylabel("messages/s, ratio to the raw TCP echo\n(median; bars: min-max of the runs)")
             else:
                 metric = "ms_to_last" if scenario.role == "broadcast" else "bytes_per_connection"
                 scale = 1.0 if metric == "ms_to_last" else 1 / 1000
@@ -177,7 +181,8 @@ def charts(results: dict[str, Any], directory: str) -> list[str]:
                 for impl in impls:
                     p = next(q for q in here if q["impl"] == impl)
                     values.append(p["summary"][metric]["median"] * scale)
-                ax.barh([LABELS[i] for i in impls], values, color=[f"C{k}" for k in range(len(impls))])
+                bars = ax.barh([LABELS[i] for i in impls], values, color=[f"C{k}" for k in range(len(impls))])
+                ax.bar_label(bars, fmt="%.1f", padding=2, fontsize=8)
                 ax.invert_yaxis()
                 ax.set_xlabel("ms until the last client has it" if metric == "ms_to_last" else "KB per idle connection")
             ax.set_title(f"{scenario.title}\n({loop})", fontsize=10)

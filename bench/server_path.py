@@ -80,10 +80,10 @@ def _time(label: str, rounds: int, step: Callable[[], object]) -> float:
     gc.collect()
     best = float("inf")
     for _ in range(5):
-        start = time.perf_counter_ns()
+        start = time.process_time_ns()  # CPU time: a shared machine's other jobs do not count
         for _ in range(rounds):
             step()
-        best = min(best, (time.perf_counter_ns() - start) / rounds)
+        best = min(best, (time.process_time_ns() - start) / rounds)
     print(f"{best:8.0f} ns  {label}")
     return best
 
@@ -115,11 +115,27 @@ async def _main(size: int, rounds: int) -> None:
 
     _time("Connection.receive_data + send_binary (sans-I/O)", rounds, protocol_layer)
     conn.sink = ws.listener
-    n = len(request_frame)
     view = ws._view
-    view[:n] = request_frame
     before = transport.written
-    _time("WebSocketTransport.buffer_updated (listener echo + write)", rounds, lambda: ws.buffer_updated(n))
+    if len(request_frame) <= len(view):
+        n = len(request_frame)
+        view[:n] = request_frame
+        _time("WebSocketTransport.buffer_updated (listener echo + write)", rounds, lambda: ws.buffer_updated(n))
+    else:  # as the event loop does: one read per buffer-full, each copied into the shared buffer
+
+        def reads() -> None:
+            for start in range(0, len(request_frame), len(view)):
+                chunk = request_frame[start : start + len(view)]
+                view[: len(chunk)] = chunk
+                ws.buffer_updated(len(chunk))
+
+        chunk_view = memoryview(request_frame)[: len(view)]
+        _time(
+            "copying the frame into the read buffer (the test's own cost)",
+            rounds,
+            lambda: view.__setitem__(slice(0, len(view)), chunk_view),
+        )
+        _time(f"buffer_updated x {-(-len(request_frame) // len(view))} reads (listener echo + write)", rounds, reads)
     assert transport.written > before
     ws._cancel_timer()
     server.close()

@@ -279,7 +279,7 @@ def _size_arg(text: str) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import report
-    from .benchmark.runner import LIBRARIES, SCENARIOS, Config, run_suite
+    from .benchmark.runner import LIBRARIES, SCENARIOS, Config, run_suite, summarize_points
 
     unknown = [p for p in args.peers if p not in LIBRARIES] + [s for s in args.scenarios or () if s not in SCENARIOS]
     if unknown:
@@ -309,6 +309,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:
             results = json.load(f)
+        results["points"] = summarize_points(results["points"])
     else:
         config = Config.quick_config(**overrides) if args.quick else Config(**overrides)
         results = run_suite(config)

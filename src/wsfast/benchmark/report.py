@@ -45,6 +45,12 @@ def _cell(point: Optional[dict[str, Any]], kind: str) -> str:
     ratio_text = f" · {ratio:.2f}x" if ratio is not None and point["impl"] != "raw" else ""
     if kind == "rate":
         return f"{_rate(summary['msgs_per_s']['median'])}/s{_spread(summary['msgs_per_s'])}{ratio_text}"
+    if kind == "cpu":
+        cpu = summary.get("cpu_us_per_msg")
+        if cpu is None:
+            return "n/a"
+        top = point.get("ceiling_cpu_us")
+        return f"{cpu['median']:.1f} µs" + (f" ({cpu['median'] - top:+.1f})" if top is not None else "")
     if kind == "latency":
         return f"{_time(summary['p50_us']['median'])} / {_time(summary['p99_us']['median'])}"
     if kind == "broadcast":
@@ -112,6 +118,18 @@ def markdown(results: dict[str, Any]) -> str:
                 lines += _table(header, rows)
                 lines += ["", "Round trip, p50 / p99:", ""]
                 rows = [[LABELS[i]] + [_cell(by_key.get((i, s)), "latency") for s in sizes] for i in impls]
+                lines += _table(header, rows)
+                side = "client" if scenario.role == "client" else "server"
+                lines += [
+                    "",
+                    f"CPU time of the {side} under test per round trip (in brackets: more than the ceiling):",
+                    "",
+                ]
+                for p in mine:
+                    top = by_key.get(("raw", p["size"]))
+                    if p["impl"] != "raw" and top is not None and "cpu_us_per_msg" in top.get("summary", {}):
+                        p["ceiling_cpu_us"] = top["summary"]["cpu_us_per_msg"]["median"]
+                rows = [[LABELS[i]] + [_cell(by_key.get((i, s)), "cpu") for s in sizes] for i in impls]
                 lines += _table(header, rows)
                 cpu = _cpu_line(mine, scenario.role)
                 if cpu:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 from .. import HAS_SPEEDUPS, IMPLEMENTATION, __version__
 from ._common import PEER_MODULES, import_optional, proc_rss_bytes, raise_fd_limit, summarize
 
-__all__ = ["Config", "run_suite", "SCENARIOS", "LIBRARIES", "SCHEMA", "Scenario"]
+__all__ = ["Config", "run_suite", "summarize_points", "SCENARIOS", "LIBRARIES", "SCHEMA", "Scenario"]
 
 SCHEMA = "wsfast-bench/1"
 KiB = 1024
@@ -586,8 +586,7 @@ class Suite:
 
     def results(self, started: float, load_before: str, loops: list[str]) -> dict[str, Any]:
         config = self.config
-        points = [self.summarize_point(p) for p in self.points.values()]
-        _add_ratios(points)
+        points = summarize_points(list(self.points.values()))
         versions = {}
         for name in ("websockets", "picows", "aiohttp", "uvloop", "matplotlib", "trustme"):
             if installed(name):
@@ -640,8 +639,21 @@ class Suite:
                 values = [r[metric] for r in good if r.get(metric) is not None]
                 if values:
                     summary[metric] = summarize(values)
+            # CPU time of the side under test per round trip: unlike msgs/s, other jobs on the machine do
+            # not inflate it (the share is over the warm-up too: a slight overestimate, the same for all).
+            share = "client_cpu" if SCENARIOS[point["scenario"]].role == "client" else "server_cpu"
+            values = [r[share] * r["seconds"] / r["messages"] * 1e6 for r in good if r.get(share) and r.get("messages")]
+            if values:
+                summary["cpu_us_per_msg"] = summarize(values)
         point["summary"] = summary
         return point
+
+
+def summarize_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summaries and ratios of every point, from its runs (idempotent)."""
+    done = [Suite.summarize_point(p) for p in points]
+    _add_ratios(done)
+    return done
 
 
 def _add_ratios(points: list[dict[str, Any]]) -> None:

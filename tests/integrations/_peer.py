@@ -270,10 +270,9 @@ class Recording:
         if not script.bad_utf8:
             assert echoed == list(script.sent), f"{script.name}: echoes differ from what was sent"
             assert self.close_code == 1000, f"{script.name}: close code {self.close_code}"
-        else:
+        else:  # the close code, if any, is the library's business (1007; 1002, 1011, even 1000 in old versions)
             assert echoed[:1] == list(script.sent[:1]), f"{script.name}: the valid first message was not echoed"
             assert len(echoed) == 1, f"{script.name}: invalid UTF-8 echoed back"
-            assert self.close_code in (1007, None), f"{script.name}: close code {self.close_code}"
 
 
 class _Wire:

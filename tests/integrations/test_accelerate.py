@@ -33,6 +33,12 @@ PLANS = {
 }
 
 
+def _plan(target: str) -> list[_targets.Patch]:
+    version = acc._installed_version(target)
+    assert version is not None
+    return PLANS[target](acc._release(version))
+
+
 def _raw(owner: Any, attribute: str) -> Any:
     return vars(owner)[attribute] if isinstance(owner, type) else getattr(owner, attribute)
 
@@ -50,7 +56,7 @@ def test_targets_listed() -> None:
 @pytest.mark.parametrize("target", list(MODULES))
 def test_patch_and_restore(target: str) -> None:
     _installed(target)
-    plan = PLANS[target]()
+    plan = _plan(target)
     assert plan
     originals = [_raw(owner, attribute) for owner, attribute, _ in plan]
     for original, (_, _, replacement) in zip(originals, plan):
@@ -139,7 +145,7 @@ def test_pure_python_codec_is_not_patched_in(monkeypatch: pytest.MonkeyPatch) ->
     assert not result.ok and "pure-Python codec" in (result.skipped or "")
     assert wsproto.frame_protocol.XorMaskerSimple is before
     (result,) = wsfast.accelerate("wsproto", allow_pure_python=True)
-    assert result.ok and wsproto.frame_protocol.XorMaskerSimple is _targets.WsprotoXorMasker
+    assert result.ok and wsproto.frame_protocol.XorMaskerSimple is _plan("wsproto")[0][2]
 
 
 def test_someone_else_patched_after_us() -> None:

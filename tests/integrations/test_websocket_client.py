@@ -39,15 +39,22 @@ def test_patched_where_looked_up(accel: Callable[[str], Any]) -> None:
     assert websocket._abnf.validate_utf8 is original_validate
 
 
+def _answer(function: Callable[[Any], Any], data: Any) -> Any:
+    try:
+        return function(data)
+    except Exception as exc:  # a str, in versions that take bytes only
+        return type(exc)
+
+
 @pytest.mark.parametrize(
     "data",
     [b"", b"ascii", "κόσμε".encode(), b"\xed\xa0\x80", b"\xff", b"ab\xe2\x82", "text", "\ud800", "🎉"],
 )
 def test_validate_utf8_same_answers(data: Any, accel: Callable[[str], Any]) -> None:
     """Including the original's leniency: a text may end inside a code point."""
-    expected = websocket._utils.validate_utf8(data)
+    expected = _answer(websocket._utils.validate_utf8, data)
     accel("websocket-client")
-    assert websocket._utils.validate_utf8(data) is expected
+    assert _answer(websocket._utils.validate_utf8, data) is expected
 
 
 @pytest.mark.parametrize(

@@ -205,11 +205,14 @@ def test_utf8_large() -> None:
 
 
 def _autobahn_pure(monkeypatch: pytest.MonkeyPatch, name: str) -> ModuleType:
-    """A fresh copy of ``autobahn.websocket.<name>`` with NVX (its C code) turned off."""
+    """A fresh copy of ``autobahn.websocket.<name>`` with its compiled code
+    turned off: NVX (Autobahn 25+) and wsaccel (which Autobahn 24 imports)."""
     pytest.importorskip("autobahn")
     import autobahn.websocket
 
-    monkeypatch.setattr(autobahn.websocket, "USES_NVX", False)
+    monkeypatch.setattr(autobahn.websocket, "USES_NVX", False, raising=False)
+    for blocked in ("wsaccel", "wsaccel.utf8validator", "wsaccel.xormask"):
+        monkeypatch.setitem(sys.modules, blocked, None)  # import fails
     spec = importlib.util.find_spec(f"autobahn.websocket.{name}")
     assert spec is not None and spec.origin
     copy = importlib.util.spec_from_file_location(f"_pure_autobahn_{name}", spec.origin)

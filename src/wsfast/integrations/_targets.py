@@ -1,8 +1,9 @@
 """The replacements :mod:`wsfast.integrations.accelerate` installs, and where.
 
-Each ``plan_<target>()`` imports the target (with :func:`importlib.import_module`,
-so that type checking does not depend on which targets are installed) and
-returns its patches:
+Each ``plan_<target>(release)`` imports the target (with
+:func:`importlib.import_module`, so that type checking does not depend on which
+targets are installed) and returns its patches for the installed release
+(a tuple such as ``(1, 3, 2)``):
 ``(owner, attribute, replacement)``, where ``owner`` is the module or class
 whose namespace the target reads the name from at call time. A replacement
 takes the same arguments and returns the same values (types included) as the
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from .._fallback import Buffer
 
 Patch = tuple[Any, str, Any]
+Release = tuple[int, ...]
 
 
 # ---------------------------------------------------------------- websockets
@@ -86,7 +88,7 @@ def websockets_serialize(self: Any, *, mask: bool, extensions: Any = None) -> by
 _WEBSOCKETS_PARSE = classmethod(websockets_parse)  # one object: unpatching checks identity
 
 
-def plan_websockets() -> list[Patch]:
+def plan_websockets(release: Release) -> list[Patch]:
     """``apply_mask`` where websockets looks it up, and ``Frame.parse`` / ``Frame.serialize``."""
     frames = import_module("websockets.frames")
     if vars(frames.Frame)["parse"] is not _WEBSOCKETS_PARSE:
@@ -111,8 +113,8 @@ def plan_websockets() -> list[Patch]:
 
 
 class WsprotoXorMasker:
-    """``wsproto.frame_protocol.XorMaskerSimple``: ``process`` returns a new
-    bytearray, the key's phase carried over to the next call."""
+    """``wsproto.frame_protocol.XorMaskerSimple`` of wsproto 1.3: ``process``
+    returns a new bytearray, the key's phase carried over to the next call."""
 
     __slots__ = ("_key", "_phase")
 
@@ -127,6 +129,23 @@ class WsprotoXorMasker:
         return out
 
 
+class WsprotoXorMaskerBytes(WsprotoXorMasker):
+    """The same for wsproto 1.2, whose masker returns bytes (and an empty
+    input as is)."""
+
+    __slots__ = ()
+
+    def process(self, data: Buffer) -> bytes:  # type: ignore[override]
+        """Mask the next piece of the payload into new bytes."""
+        if not data:
+            return data  # type: ignore[return-value]
+        phase = self._phase
+        key = self._key if not phase else self._key[phase:] + self._key[:phase]
+        out = apply_mask(data, key)
+        self._phase = (phase + len(out)) & 3
+        return out
+
+
 # Bound by plan_wsproto(): wsproto.frame_protocol.
 _wsproto: dict[str, Any] = {}
 
@@ -138,9 +157,13 @@ def wsproto_serialize_frame(self: Any, opcode: Any, payload: Any = b"", fin: boo
     module = _wsproto["module"]
     rsv = module.RsvBits(False, False, False)
     if self.extensions:
-        payload = bytearray(payload)
-        for extension in reversed(self.extensions):
-            rsv, payload = extension.frame_outbound(self, opcode, rsv, bytes(payload), fin)
+        if _wsproto["as_bytes"]:  # 1.3 hands its extensions bytes; 1.2 the payload as given
+            payload = bytearray(payload)
+            for extension in reversed(self.extensions):
+                rsv, payload = extension.frame_outbound(self, opcode, rsv, bytes(payload), fin)
+        else:
+            for extension in reversed(self.extensions):
+                rsv, payload = extension.frame_outbound(self, opcode, rsv, payload, fin)
     if len(payload) > 125 and opcode.iscontrol():
         raise ValueError("payload too long for control frame")
     bits = (4 if rsv.rsv1 else 0) | (2 if rsv.rsv2 else 0) | (1 if rsv.rsv3 else 0)
@@ -149,7 +172,7 @@ def wsproto_serialize_frame(self: Any, opcode: Any, payload: Any = b"", fin: boo
     return bytearray(build_frame(opcode, payload, fin, bits))
 
 
-def plan_wsproto() -> list[Patch]:
+def plan_wsproto(release: Release) -> list[Patch]:
     """wsproto's pure-Python masker, used by its frame decoder, and its frame serializer.
 
     Its UTF-8 handling is left alone: it decodes with CPython's incremental
@@ -158,8 +181,9 @@ def plan_wsproto() -> list[Patch]:
     """
     module = import_module("wsproto.frame_protocol")
     _wsproto["module"] = module
+    _wsproto["as_bytes"] = release >= (1, 3)
     return [
-        (module, "XorMaskerSimple", WsprotoXorMasker),
+        (module, "XorMaskerSimple", WsprotoXorMasker if release >= (1, 3) else WsprotoXorMaskerBytes),
         (module.FrameProtocol, "_serialize_frame", wsproto_serialize_frame),
     ]
 
@@ -172,7 +196,7 @@ def tornado_websocket_mask(mask: bytes, data: bytes) -> bytes:
     return apply_mask(data, mask)
 
 
-def plan_tornado() -> list[Patch]:
+def plan_tornado(release: Release) -> list[Patch]:
     """``_websocket_mask`` in tornado.util and in the modules that imported it."""
     modules = [import_module(name) for name in ("tornado.util", "tornado.websocket", "tornado.web")]
     return [(module, "_websocket_mask", tornado_websocket_mask) for module in modules]
@@ -200,21 +224,28 @@ def websocket_client_xor(mask_value: Buffer, data_value: Buffer) -> bytes:
     return apply_mask(data_value, mask_value)
 
 
+# Bound by plan_websocket_client(): the original validate_utf8.
+_websocket_client: dict[str, Any] = {}
+
+
 def websocket_client_validate_utf8(utfbytes: Union[str, bytes]) -> bool:
     """``websocket._utils.validate_utf8``: ``False`` at a bad byte.
 
     As the original (both its wsaccel and its pure-Python variants), a text
-    that ends inside a code point is not rejected here.
+    that ends inside a code point is not rejected here. A ``str`` goes to the
+    original (versions differ on it; websocket-client itself passes bytes).
     """
     if isinstance(utfbytes, str):
-        utfbytes = utfbytes.encode("utf-8", "surrogatepass")
+        return bool(_websocket_client["validate_utf8"](utfbytes))
     return Utf8Validator().feed(utfbytes)
 
 
-def plan_websocket_client() -> list[Patch]:
+def plan_websocket_client(release: Release) -> list[Patch]:
     """websocket-client's frame masking and UTF-8 validation."""
     abnf = import_module("websocket._abnf")
     utils = import_module("websocket._utils")
+    if utils.validate_utf8 is not websocket_client_validate_utf8:
+        _websocket_client["validate_utf8"] = utils.validate_utf8
     return [
         (abnf.ABNF, "mask", _WEBSOCKET_CLIENT_MASK),
         (abnf, "_mask", websocket_client_xor),
@@ -226,7 +257,7 @@ def plan_websocket_client() -> list[Patch]:
 # ---------------------------------------------------------------- autobahn
 
 
-def plan_autobahn() -> list[Patch]:
+def plan_autobahn(release: Release) -> list[Patch]:
     """Autobahn's validator and masker factory, in its protocol and their own modules."""
     protocol = import_module("autobahn.websocket.protocol")
     utf8validator = import_module("autobahn.websocket.utf8validator")
@@ -249,7 +280,7 @@ def ws4py_mask(self: Any, data: Buffer) -> bytearray:
     return masked
 
 
-def plan_ws4py() -> list[Patch]:
+def plan_ws4py(release: Release) -> list[Patch]:
     """ws4py's per-byte masking loop and its pure-Python validator."""
     frame = import_module("ws4py.framing").Frame
     return [

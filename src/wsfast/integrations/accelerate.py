@@ -90,7 +90,7 @@ class _Target:
     name: str  # distribution
     module: str  # import name
     tested: tuple[tuple[int, ...], tuple[int, ...]]  # [low, high)
-    plan: Callable[[], list[_targets.Patch]]
+    plan: Callable[[_targets.Release], list[_targets.Patch]]
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -172,7 +172,7 @@ def _accelerate(name: str, allow_pure_python: bool) -> Acceleration:
                 name, version, skipped="wsfast runs its pure-Python codec: it would not be faster (allow_pure_python)"
             )
         try:
-            plan = target.plan()
+            plan = target.plan(_release(version))
         except ImportError as exc:
             return Acceleration(name, version, skipped=f"cannot be imported: {exc}")
         saved: list[tuple[Any, str, Any, Any]] = []

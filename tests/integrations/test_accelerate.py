@@ -172,3 +172,18 @@ def test_someone_else_patched_after_us() -> None:
 )
 def test_release(version: str, release: tuple[int, ...]) -> None:
     assert acc._release(version) == release
+
+
+def test_attribute_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that moved within a tested range: reported, and nothing left half-patched."""
+    _installed("tornado")
+    import tornado.util
+    import tornado.web
+    import tornado.websocket
+
+    before = [module._websocket_mask for module in (tornado.util, tornado.websocket, tornado.web)]
+    monkeypatch.delattr(tornado.web, "_websocket_mask")
+    (result,) = wsfast.accelerate("tornado", allow_pure_python=True)
+    assert not result.ok and result.skipped == "tornado.web._websocket_mask not found: not the code this was tested on"
+    assert [tornado.util._websocket_mask, tornado.websocket._websocket_mask] == before[:2]
+    assert wsfast.unaccelerate() == ()

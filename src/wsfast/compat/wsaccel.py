@@ -1,9 +1,10 @@
 """wsaccel's public API on wsfast's codec.
 
-`wsaccel <https://pypi.org/project/wsaccel/>`_ (unmaintained since 2023) gave
-Autobahn, ws4py and websocket-client a compiled XOR masker and UTF-8
-validator. This module has the same names and the same results, computed by
-:mod:`wsfast.codec` (SIMD masking, a DFA that skips ASCII 16 bytes at a time)::
+`wsaccel <https://pypi.org/project/wsaccel/>`_ gave Autobahn, ws4py and
+websocket-client a compiled XOR masker and UTF-8 validator, both a byte at a
+time. This module has the same names and gives the same results, computed by
+:mod:`wsfast.codec` (compiled: SIMD masking, a UTF-8 DFA with an ASCII fast
+path)::
 
     from wsfast.compat.wsaccel import XorMaskerSimple, Utf8Validator
 

@@ -33,7 +33,11 @@ ws4py              0.5 - 0.6   ``framing.Frame.mask``/``unmask``, ``Utf8Validato
                                ``streaming`` and ``utf8validator``
 =================  ==========  ==========================================================
 
-Outside its range, or not installed, a target is reported and left alone.
+(Tested with the oldest and newest of each range: websockets 13.0, 15.0.1
+and 17.4; wsproto 1.2.0, 1.3.0 and 1.3.2; tornado 6.2 and 6.6.1;
+websocket-client 1.6.0, 1.8.0 and 1.9.2; autobahn 24.4.2 and 26.10.2;
+ws4py 0.5.1 and 0.6.0.) Outside its range, or not installed, a target is
+reported and left alone.
 So it is when wsfast runs its pure-Python codec (``WSFAST_PURE_PYTHON=1``, or
 no compiler at install time): that codec is slower than the compiled code of
 websockets, tornado or Autobahn. ``allow_pure_python=True`` patches anyway
@@ -181,6 +185,10 @@ def _accelerate(name: str, allow_pure_python: bool) -> Acceleration:
                 original = _raw(owner, attribute)
                 setattr(owner, attribute, replacement)
                 saved.append((owner, attribute, original, replacement))
+        except (AttributeError, KeyError):
+            _restore(saved)
+            missing = _label(owner, attribute)
+            return Acceleration(name, version, skipped=f"{missing} not found: not the code this was tested on")
         except BaseException:
             _restore(saved)
             raise

@@ -96,6 +96,7 @@ class WSFastProtocol(asyncio.Protocol):
         self._waiter: Optional[asyncio.Future[None]] = None
         self._disconnect: Optional[Message] = None  # queued once, then repeated
         self._accepted = False  # the 101 is out
+        self._open = False  # accepted, and no disconnect yet: the application may send messages
         self._responding: Optional[Response] = None  # a websocket.http.response in progress
         self._lost = False
         self._read_paused = False
@@ -114,11 +115,15 @@ class WSFastProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
-        if conn.state is State.CONNECTING and conn.request is not None:
+        if not self._accepted and conn.request is not None:
             self._early += len(data)  # frames before the application accepted
             if self._early > EARLY_DATA_LIMIT:
                 self._pause_reading()
-        self._handle(conn.receive_data(data))
+        events = conn.receive_data(data)
+        if events:
+            self._handle(events)
+        else:
+            self._flush()
 
     def _handle(self, events: list[Any]) -> None:
         for event in events:
@@ -158,6 +163,7 @@ class WSFastProtocol(asyncio.Protocol):
         if self._lost:
             return
         if self.conn.state is State.OPEN and self._accepted:
+            self._set_disconnect(1012, "")
             self._send_close(1012, "")
         elif self.conn.state is State.CONNECTING:
             self._reject(error_response(500, "Internal Server Error"))
@@ -215,6 +221,7 @@ class WSFastProtocol(asyncio.Protocol):
         self._wake()
 
     def _set_disconnect(self, code: int, reason: str) -> None:
+        self._open = False
         if self._disconnect is None:
             self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
             self._wake()
@@ -246,6 +253,25 @@ class WSFastProtocol(asyncio.Protocol):
     async def send(self, message: Message) -> None:
         """ASGI ``send``."""
         kind = message["type"]
+        if kind == "websocket.send" and self._open:
+            data = message.get("bytes")
+            conn = self.conn
+            if data is not None:
+                out = conn.send_binary(data)
+            else:
+                text = message.get("text")
+                if text is None:
+                    raise RuntimeError("websocket.send needs 'bytes' or 'text'.")
+                out = conn.send_text(text)
+            self.transport.write(out)
+            if self._write_paused:
+                await self._drained()
+            return
+        self._send_other(kind, message)
+
+    def _send_other(self, kind: str, message: Message) -> None:
+        """Everything but a message on an open connection: the handshake's
+        answers, the close, and what is not allowed."""
         conn = self.conn
         if self._lost:
             raise ClientDisconnected()
@@ -257,8 +283,7 @@ class WSFastProtocol(asyncio.Protocol):
             if not message.get("more_body", False):
                 self._responding = None
                 self._reject(response)
-            return
-        if conn.state is State.CONNECTING:
+        elif conn.state is State.CONNECTING:
             if kind == "websocket.accept":
                 self._accept(message)
             elif kind == "websocket.close":
@@ -278,24 +303,8 @@ class WSFastProtocol(asyncio.Protocol):
                     "Expected ASGI message 'websocket.accept', 'websocket.close' or "
                     f"'websocket.http.response.start', but got {kind!r}."
                 )
-            return
-        if conn.state is not State.OPEN or self._disconnect is not None:
+        elif not self._open:
             raise ClientDisconnected()
-        if kind == "websocket.send":
-            data = message.get("bytes")
-            try:
-                if data is not None:
-                    out = conn.send_binary(data)
-                else:
-                    text = message.get("text")
-                    if text is None:
-                        raise RuntimeError("websocket.send needs 'bytes' or 'text'.")
-                    out = conn.send_text(text)
-            except InvalidState:
-                raise ClientDisconnected() from None
-            self.transport.write(out)
-            if self._write_paused:
-                await self._drained()
         elif kind == "websocket.close":
             code = message.get("code") or 1000
             self._set_disconnect(code, message.get("reason") or "")
@@ -313,7 +322,7 @@ class WSFastProtocol(asyncio.Protocol):
         except InvalidHandshake as exc:
             self._reject(_response_of(exc))
             raise RuntimeError(f"websocket.accept failed: {exc}") from exc
-        self._accepted = True
+        self._accepted = self._open = True
         self._early = 0
         logger.info('%s - "WebSocket %s" [accepted]', self._client_text(), self._path_text())
         self.transport.write(response)
@@ -335,6 +344,7 @@ class WSFastProtocol(asyncio.Protocol):
         self.transport.close()
 
     def _send_close(self, code: int, reason: str) -> None:
+        self._open = False
         try:
             self.transport.write(self.conn.send_close(code, reason))
         except InvalidState:  # already closing
@@ -352,6 +362,8 @@ class WSFastProtocol(asyncio.Protocol):
         out = conn.data_to_send()
         if out and not self._lost:
             self.transport.write(out)
+        if conn.failure is None and conn.state is not State.CLOSED:
+            return
         if conn.failure is not None and conn.close_sent is not None:
             self._set_disconnect(*conn.close_sent)
         if conn.should_close_transport and not self._lost:

@@ -4,6 +4,7 @@ Popen handle)."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
@@ -320,13 +322,20 @@ def test_tls_serve_and_connect(tmp_path: Any, spawn: Callable[..., Proc]) -> Non
         assert client.wait(10) == 0
 
 
-def test_bench_prints_a_table() -> None:
-    result = run_cli("bench", "--sizes", "64", "--count", "200", "--duration", "2", timeout=30)
+def test_bench_runs_from_the_command_line(tmp_path: Path) -> None:
+    """The command end to end (the suite itself: tests/test_benchmark.py)."""
+    out = tmp_path / "bench"
+    result = run_cli(
+        "bench", "--peers", "wsfast", "--sizes", "64", "--scenarios", "server-1", "--runs", "1",
+        "--duration", "0.05", "--loop", "asyncio", "--out", str(out), timeout=120,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert f"{wsfast.IMPLEMENTATION} codec" in lines[0]
-    assert lines[1].split() == ["size", "messages", "msg/s", "p50", "µs", "p99", "µs"]
-    row = lines[2].split()
-    assert len(lines) == 3 and len(row) == 5
-    assert row[0] == "64" and 0 < int(row[1]) <= 200
-    assert float(row[2]) > 0 and 0 < float(row[3]) <= float(row[4])
+    assert result.stdout.startswith("# wsfast bench")
+    assert "| wsfast (callback API) |" in result.stdout and "raw TCP echo (ceiling)" in result.stdout
+    assert (out / "results.md").read_text().startswith(result.stdout.rstrip("\n"))
+    points = json.loads((out / "results.json").read_text())["points"]
+    assert {(p["impl"], p["scenario"], p["size"], p["status"]) for p in points} >= {
+        ("raw", "server-1", 64, "ok"),
+        ("wsfast", "server-1", 64, "ok"),
+    }
+    assert all(run["msgs_per_s"] > 0 for p in points for run in p["runs"])

@@ -155,10 +155,40 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ratio_bars(ax: Any, here: list[dict[str, Any]], impls: list[str], metric: str, label: str) -> None:
+    """Grouped bars, one group per size: each implementation's median over the
+    ceiling's (for CPU time, the ceiling's over the implementation's, so that
+    higher is better in both), with the runs' min-max as error bars."""
+    sizes = sorted({p["size"] for p in here})
+    width = 0.8 / max(len(impls), 1)
+    ceiling = {q["size"]: q["summary"].get(metric) for q in here if q["impl"] == "raw"}
+    for k, impl in enumerate(impls):
+        xs, ys, low, high = [], [], [], []
+        for j, size in enumerate(sizes):
+            p = next((q for q in here if q["impl"] == impl and q["size"] == size), None)
+            top = ceiling.get(size)
+            if p is None or top is None or metric not in p["summary"]:
+                continue
+            mine = p["summary"][metric]
+            if metric == "cpu_us_per_msg":
+                ratio, worst, best = (top["median"] / mine[key] for key in ("median", "max", "min"))
+            else:
+                ratio, worst, best = (mine[key] / top["median"] for key in ("median", "min", "max"))
+            xs.append(j + (k - (len(impls) - 1) / 2) * width)
+            ys.append(ratio)
+            low.append(ratio - worst)
+            high.append(best - ratio)
+        ax.bar(xs, ys, width, yerr=[low, high], capsize=2, error_kw={"linewidth": 0.7}, label=LABELS[impl])
+    ax.set_xticks(range(len(sizes)), [size_label(s) for s in sizes])
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_ylabel(f"{label}\n(median; bars: min-max of the runs)", fontsize=9)
+
+
 def charts(results: dict[str, Any], directory: str) -> list[str]:
-    """One PNG per scenario (bars: ratio to the ceiling per size, one panel
-    per event loop; broadcast and memory: absolute figures). Returns the files
-    written; needs matplotlib."""
+    """One PNG per scenario, one column per event loop: for request-response,
+    msgs/s and CPU time per message as ratios to the ceiling, per size; for
+    broadcast and memory, absolute figures. Returns the files written; needs
+    matplotlib."""
     matplotlib = import_module("matplotlib")
     matplotlib.use("Agg")
     plt = import_module("matplotlib.pyplot")
@@ -170,28 +200,24 @@ def charts(results: dict[str, Any], directory: str) -> list[str]:
         if not mine:
             continue
         panels = [loop for loop in loops if any(p["loop"] == loop for p in mine)]
-        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
-        for ax, loop in zip(axes[0], panels):
+        rated = scenario.role in ("server", "client")
+        rows = 2 if rated else 1
+        fig, axes = plt.subplots(rows, len(panels), figsize=(6.5 * len(panels), 4.2 * rows), squeeze=False)
+        for column, loop in enumerate(panels):
+            ax = axes[0][column]
             here = [p for p in mine if p["loop"] == loop]
             impls = sorted({p["impl"] for p in here}, key=_ORDER.index)
-            if scenario.role in ("server", "client"):
-                sizes = sorted({p["size"] for p in here})
-                width = 0.8 / max(len(impls), 1)
-                ceiling = {q["size"]: q["summary"]["msgs_per_s"]["median"] for q in here if q["impl"] == "raw"}
-                for k, impl in enumerate(impls):
-                    xs, ys, low, high = [], [], [], []
-                    for j, size in enumerate(sizes):
-                        p = next((q for q in here if q["impl"] == impl and q["size"] == size), None)
-                        if p is not None and p["ratio_to_ceiling"] is not None:
-                            rate = p["summary"]["msgs_per_s"]
-                            xs.append(j + (k - (len(impls) - 1) / 2) * width)
-                            ys.append(p["ratio_to_ceiling"])
-                            low.append(ys[-1] - rate["min"] / ceiling[size])
-                            high.append(rate["max"] / ceiling[size] - ys[-1])
-                    ax.bar(xs, ys, width, yerr=[low, high], capsize=2, error_kw={"linewidth": 0.7}, label=LABELS[impl])
-                ax.set_xticks(range(len(sizes)), [size_label(s) for s in sizes])
-                ax.axhline(1.0, color="black", linewidth=0.8)
-                ax.set_ylabel("messages/s, ratio to the raw TCP echo\n(median; bars: min-max of the runs)")
+            if rated:
+                side = "client" if scenario.role == "client" else "server"
+                _ratio_bars(ax, here, impls, "msgs_per_s", "messages/s, ratio to the raw TCP echo")
+                _ratio_bars(
+                    axes[1][column],
+                    here,
+                    impls,
+                    "cpu_us_per_msg",
+                    f"raw echo's CPU time per message / the {side}'s\n(1.0: no CPU spent on WebSocket work)",
+                )
+                axes[1][column].set_title(f"CPU efficiency ({loop}): less sensitive to other load", fontsize=10)
             else:
                 metric = "ms_to_last" if scenario.role == "broadcast" else "bytes_per_connection"
                 scale = 1.0 if metric == "ms_to_last" else 1 / 1000
@@ -208,7 +234,7 @@ def charts(results: dict[str, Any], directory: str) -> list[str]:
         if handles:
             fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8)
             fig.subplots_adjust(bottom=0.25)
-        fig.tight_layout(rect=(0, 0.12 if handles else 0, 1, 1))
+        fig.tight_layout(rect=(0, (0.12 / rows) if handles else 0, 1, 1))
         path = os.path.join(directory, f"{name}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)

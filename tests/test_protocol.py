@@ -22,7 +22,9 @@ from wsfast import codec
 from wsfast.events import BinaryMessage, CloseReceived, Fragment, Ping, Pong, TextMessage
 from wsfast.exceptions import ConnectionClosed, FrameError, InvalidState
 from wsfast.extensions import PerMessageDeflate
+from wsfast.extensions.permessage_deflate import Deflate
 from wsfast.protocol import (
+    BY_REFERENCE,
     MAX_MESSAGE_SIZE,
     ClientConnection,
     Connection,
@@ -230,6 +232,55 @@ def test_every_send_method_carries_the_queued_replies(role: Role, method: str) -
     frames = sent(conn, getattr(conn, method)(b"x") if method != "send_close" else conn.send_close())
     assert frames[0] == (PONG, True, 0, b"p") and len(frames) == 2
     assert conn.data_to_send() == b""
+
+
+# ---------------------------------------------------------------- writing by reference
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_send_parts_frames_a_large_message_by_reference_on_a_server(text: bool) -> None:
+    data: Any = "é" * BY_REFERENCE if text else os.urandom(BY_REFERENCE)
+    conn, twin = Connection(Role.SERVER), Connection(Role.SERVER)
+    conn.receive_data(peer_frame(Role.SERVER, PING, b"p"))  # a queued pong goes first
+    twin.receive_data(peer_frame(Role.SERVER, PING, b"p"))
+    parts = conn.send_parts(data, text=text)
+    assert len(parts) == 2
+    if not text:
+        assert parts[1] is data  # not copied
+    whole = twin.send_text(data) if text else twin.send_binary(data)
+    assert b"".join(parts) == whole
+    expected = data.encode() if text else data
+    assert sent(conn, b"".join(parts)) == [(PONG, True, 0, b"p"), (TEXT if text else BINARY, True, 0, expected)]
+    assert conn.data_to_send() == b""
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["small", "client", "bytearray", "compressed"],
+)
+def test_send_parts_is_one_frame_otherwise(case: str) -> None:
+    """Small messages, masked (client) frames, mutable buffers and compressed
+    messages are framed whole, as send_binary frames them."""
+    size = 100 if case == "small" else BY_REFERENCE
+    data: Any = bytearray(size) if case == "bytearray" else bytes(size)
+    role = Role.CLIENT if case == "client" else Role.SERVER
+    conn = Connection(role, deflate=Deflate() if case == "compressed" else None)
+    parts = conn.send_parts(data)
+    assert len(parts) == 1
+    frames = sent(conn, parts[0]) if case != "compressed" else decode(parts[0], False)
+    assert len(frames) == 1 and frames[0][0] == BINARY
+    assert (frames[0][2] == 4) is (case == "compressed")
+
+
+def test_send_parts_checks_the_state_as_send_binary_does() -> None:
+    conn = Connection(Role.SERVER)
+    conn.send_binary(b"first", fin=False)
+    with pytest.raises(InvalidState):
+        conn.send_parts(bytes(BY_REFERENCE))
+    conn.send_continuation(b"last", fin=True)
+    conn.send_close()
+    with pytest.raises(ConnectionClosed):
+        conn.send_parts(bytes(BY_REFERENCE))
 
 
 # ---------------------------------------------------------------- closing handshake

@@ -43,6 +43,7 @@ from .codec import (
     FrameReader,
     Utf8Validator,
     build_frame,
+    build_header,
     validate_utf8,
 )
 from .events import (
@@ -99,6 +100,9 @@ logger = logging.getLogger("wsfast")
 
 MAX_MESSAGE_SIZE = 1048576
 """Default ``max_message_size``: 1 MiB (after decompression)."""
+
+BY_REFERENCE = 65536
+"""Messages from this size on are written by reference (:meth:`Connection.send_parts`)."""
 
 Data = Union[bytes, bytearray, memoryview]
 
@@ -549,6 +553,27 @@ class Connection:
             frame = build_frame(OP_BINARY, data, True, 0, self._mask)
             return self._after_replies(frame) if self._out else frame
         return self._send_data(OP_BINARY, data, fin, compress)
+
+    def send_parts(self, data: Union[str, Data], *, text: bool = False) -> list[Data]:
+        """Frame a whole message as the buffers to write, in order, without
+        copying a large payload into the frame.
+
+        On a server (frames are not masked), a ``str`` or ``bytes`` message
+        (immutable: a transport may keep a reference to what it could not
+        send yet) of at least :data:`BY_REFERENCE` bytes that is not
+        compressed becomes
+        ``[head, data]``: the frame header (behind any queued automatic
+        replies) and ``data`` itself, to be written one after the other (or
+        with ``writelines``); this saves allocating and filling a second
+        buffer of the payload's size. Anything else becomes ``[frame]``, as
+        :meth:`send_text` or :meth:`send_binary` would return it.
+        """
+        payload = data.encode() if text and isinstance(data, str) else data
+        size = len(payload)
+        if self._mask or size < BY_REFERENCE or type(payload) is not bytes or not self._plain(size):
+            return [self.send_text(payload) if text else self.send_binary(payload)]  # type: ignore[arg-type]
+        head = build_header(OP_TEXT if text else OP_BINARY, size, True, 0, None)
+        return [self._after_replies(head) if self._out else head, payload]
 
     def _after_replies(self, frame: bytes) -> bytes:
         """``frame`` behind the automatic replies queued before it, so that

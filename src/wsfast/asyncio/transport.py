@@ -22,7 +22,7 @@ from ..events import CloseReceived, HandshakeFailed, Ping, Pong
 from ..exceptions import ConnectionClosed, InvalidHandshake, connection_closed
 from ..handshake import error_response
 from ..http11 import Request, Response
-from ..protocol import Connection, ServerConnection, State
+from ..protocol import BY_REFERENCE, Connection, ServerConnection, State
 from .listener import Listener
 from .options import Options
 
@@ -165,6 +165,9 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     def send_text(self, data: Union[str, bytes], compress: Optional[bool] = None) -> None:
         """Send a text message (``bytes`` must already be UTF-8)."""
         conn = self.conn
+        if compress is None and len(data) >= BY_REFERENCE:
+            self._write_parts(conn.send_parts(data, text=True))
+            return
         frame = conn.send_text(data) if compress is None else conn.send_text(data, compress=compress)
         batch = self._batch
         if batch is None:
@@ -175,6 +178,9 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     def send_binary(self, data: Union[bytes, bytearray, memoryview], compress: Optional[bool] = None) -> None:
         """Send a binary message."""
         conn = self.conn
+        if compress is None and len(data) >= BY_REFERENCE:
+            self._write_parts(conn.send_parts(data))
+            return
         frame = conn.send_binary(data) if compress is None else conn.send_binary(data, compress=compress)
         batch = self._batch
         if batch is None:
@@ -185,9 +191,9 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     def send(self, data: Union[str, bytes, bytearray, memoryview], compress: Optional[bool] = None) -> None:
         """Send ``str`` as text and bytes-like data as binary."""
         if isinstance(data, str):
-            self._write(self.conn.send_text(data, compress=compress))
+            self.send_text(data, compress)
         else:
-            self._write(self.conn.send_binary(data, compress=compress))
+            self.send_binary(data, compress)
 
     def send_fragment(self, data: Union[str, bytes], fin: bool, *, text: Optional[bool] = None) -> None:
         """Send one fragment: the first one says ``text`` (True/False), the
@@ -272,11 +278,28 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             raise connection_closed(self.close_code, self.close_reason, self.conn.close_sent)
         transport.write(data)
 
+    def _write_parts(self, parts: list[Any]) -> None:
+        """Write a message framed by reference (``Connection.send_parts``):
+        each part in turn, so a large payload is never copied into a frame."""
+        if self._batch is not None:
+            self._batch += parts
+            return
+        for part in parts:
+            self._write(part)
+
     def _flush(self) -> None:
         batch = self._batch
         self._batch = None
-        if batch and self._transport is not None:
-            self._transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        transport = self._transport
+        if not batch or transport is None:
+            return
+        if len(batch) == 1:
+            transport.write(batch[0])
+        elif sum(map(len, batch)) < BY_REFERENCE:
+            transport.write(b"".join(batch))
+        else:  # a large payload among them: no copy of it
+            for part in batch:
+                transport.write(part)
 
     # ------------------------------------------------------------ asyncio.BufferedProtocol
 

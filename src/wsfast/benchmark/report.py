@@ -256,7 +256,9 @@ def write(results: dict[str, Any], directory: str) -> list[str]:
         extra = "\n## Charts\n\n" + "\n".join(f"![{name}]({name})" for name in results["charts"]) + "\n"
     else:
         results["charts"] = []
-        results["skipped"].append({"what": "charts", "reason": "matplotlib not installed"})
+        note = {"what": "charts", "reason": "matplotlib not installed"}
+        if note not in results["skipped"]:
+            results["skipped"].append(note)
         extra = "\nNo charts: matplotlib not installed (`pip install 'wsfast[bench]'`).\n"
     md_path = os.path.join(directory, "results.md")
     with open(md_path, "w", encoding="utf-8") as f:

@@ -46,7 +46,7 @@ from .exceptions import InvalidHandshake, InvalidState
 from .extensions import DEFAULT_DEFLATE
 from .handshake import check_request, error_response, offered_subprotocols
 from .http11 import Headers, Request, Response
-from .protocol import ServerConnection, State
+from .protocol import BY_REFERENCE, ServerConnection, State
 
 __all__ = ["WSFastProtocol"]
 
@@ -254,16 +254,18 @@ class WSFastProtocol(asyncio.Protocol):
         """ASGI ``send``."""
         kind = message["type"]
         if kind == "websocket.send" and self._open:
-            data = message.get("bytes")
+            data: Any = message.get("bytes")
             conn = self.conn
-            if data is not None:
-                out = conn.send_binary(data)
-            else:
-                text = message.get("text")
-                if text is None:
+            is_text = data is None
+            if is_text:
+                data = message.get("text")
+                if data is None:
                     raise RuntimeError("websocket.send needs 'bytes' or 'text'.")
-                out = conn.send_text(text)
-            self.transport.write(out)
+            if len(data) >= BY_REFERENCE:  # header, then the payload itself: no copy of it
+                for part in conn.send_parts(data, text=is_text):
+                    self.transport.write(part)
+            else:
+                self.transport.write(conn.send_text(data) if is_text else conn.send_binary(data))
             if self._write_paused:
                 await self._drained()
             return

@@ -450,6 +450,14 @@ class BackgroundLoop:
 
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def call(self, function: Callable[[], Any], timeout: float = DEADLINE) -> Any:
+        """Call ``function`` in the loop's thread (asyncio objects are not thread-safe)."""
+
+        async def call() -> Any:
+            return function()
+
+        return self.run(call(), timeout)
+
     def __exit__(self, *exc: object) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)

@@ -91,7 +91,7 @@ def _server_run(script: Script) -> Recording:
         try:
             return play_against_server(server.sockets[0].getsockname()[1], script)
         finally:
-            server.close()
+            background.call(server.close)
 
 
 async def _client(port: int) -> None:

@@ -71,7 +71,7 @@ def _server_run(script: Script) -> Recording:
         try:
             return play_against_server(port, script)
         finally:
-            server.stop()
+            background.call(server.stop)
 
 
 async def _client(url: str) -> None:

@@ -66,7 +66,7 @@ def _server_run(script: Script) -> Recording:
             port = server.sockets[0].getsockname()[1]
             return play_against_server(port, script)
         finally:
-            server.close()
+            background.call(server.close)
             background.run(server.wait_closed())
 
 

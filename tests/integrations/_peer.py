@@ -275,6 +275,21 @@ class Recording:
             assert len(echoed) == 1, f"{script.name}: invalid UTF-8 echoed back"
 
 
+def assert_unchanged_by(
+    accelerate: Callable[[], Any], run: Callable[[], Recording], script: Script, masked: bool = False
+) -> None:
+    """``run()`` puts the same bytes on the wire and ends the same way after
+    ``accelerate()`` as before it (and its first run passes ``script``)."""
+    plain = run()
+    plain.check(script)
+    if masked:
+        assert all(frame.masked for frame in plain.frames)
+    accelerate()
+    fast = run()
+    assert fast.raw == plain.raw
+    assert fast.outcome == plain.outcome
+
+
 class _Wire:
     """One side of a TCP connection, reading frames with a deadline."""
 

@@ -28,6 +28,7 @@ from ._peer import (  # noqa: E402
     Recording,
     Script,
     ScriptedServer,
+    assert_unchanged_by,
     fixed_os,
     play_against_server,
 )
@@ -101,20 +102,9 @@ def _client_run(script: Script, monkeypatch: pytest.MonkeyPatch) -> Recording:
 
 @pytest.mark.parametrize("script", SERVER_SCRIPTS, ids=lambda s: s.name)
 def test_server(script: Script, accel: Callable[[str], Any]) -> None:
-    plain = _server_run(script)
-    plain.check(script)
-    accel("tornado")
-    fast = _server_run(script)
-    assert fast.raw == plain.raw
-    assert fast.outcome == plain.outcome
+    assert_unchanged_by(lambda: accel("tornado"), lambda: _server_run(script), script)
 
 
 @pytest.mark.parametrize("script", CLIENT_SCRIPTS, ids=lambda s: s.name)
 def test_client(script: Script, accel: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    plain = _client_run(script, monkeypatch)
-    plain.check(script)
-    assert all(frame.masked for frame in plain.frames)
-    accel("tornado")
-    fast = _client_run(script, monkeypatch)
-    assert fast.raw == plain.raw
-    assert fast.outcome == plain.outcome
+    assert_unchanged_by(lambda: accel("tornado"), lambda: _client_run(script, monkeypatch), script, masked=True)

@@ -31,6 +31,7 @@ from ._peer import (  # noqa: E402
     Recording,
     Script,
     ScriptedServer,
+    assert_unchanged_by,
     play_against_server,
     scripts,
 )
@@ -91,12 +92,7 @@ def _client_run(script: Script, monkeypatch: pytest.MonkeyPatch) -> tuple[Record
 
 @pytest.mark.parametrize("script", SERVER_SCRIPTS, ids=lambda s: s.name)
 def test_server(script: Script, accel: Callable[[str], Any]) -> None:
-    plain = _server_run(script)
-    plain.check(script)
-    accel("websockets")
-    fast = _server_run(script)
-    assert fast.raw == plain.raw
-    assert fast.outcome == plain.outcome
+    assert_unchanged_by(lambda: accel("websockets"), lambda: _server_run(script), script)
 
 
 @pytest.mark.parametrize("script", CLIENT_SCRIPTS, ids=lambda s: s.name)
@@ -188,7 +184,11 @@ def _sansio(role: str, stream: bytes, piece: int, deflate: bool) -> list[Any]:
         accept = base64.b64encode(hashlib.sha1(request.headers["Sec-WebSocket-Key"].encode() + GUID).digest())
         conn.receive_data(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + b"Sec-WebSocket-Accept: " + accept + b"\r\n" + extension + b"\r\n"
+            + b"Sec-WebSocket-Accept: "
+            + accept
+            + b"\r\n"
+            + extension
+            + b"\r\n"
         )
         conn.events_received()
     assert bool(conn.extensions) == deflate

@@ -33,6 +33,7 @@ from ._peer import (  # noqa: E402
     Recording,
     Script,
     ScriptedServer,
+    assert_unchanged_by,
     fixed_os,
     play_against_server,
 )
@@ -110,20 +111,9 @@ def _client_run(script: Script, monkeypatch: pytest.MonkeyPatch) -> Recording:
 
 @pytest.mark.parametrize("script", SERVER_SCRIPTS, ids=lambda s: s.name)
 def test_server(script: Script, accel: Callable[[str], Any]) -> None:
-    plain = _server_run(script)
-    plain.check(script)
-    accel("ws4py")
-    fast = _server_run(script)
-    assert fast.raw == plain.raw
-    assert fast.outcome == plain.outcome
+    assert_unchanged_by(lambda: accel("ws4py"), lambda: _server_run(script), script)
 
 
 @pytest.mark.parametrize("script", CLIENT_SCRIPTS, ids=lambda s: s.name)
 def test_client(script: Script, accel: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    plain = _client_run(script, monkeypatch)
-    plain.check(script)
-    assert all(frame.masked for frame in plain.frames)
-    accel("ws4py")
-    fast = _client_run(script, monkeypatch)
-    assert fast.raw == plain.raw
-    assert fast.outcome == plain.outcome
+    assert_unchanged_by(lambda: accel("ws4py"), lambda: _client_run(script, monkeypatch), script, masked=True)

@@ -7,7 +7,8 @@ through its SSL context), with permessage-deflate negotiated: text, binary
 and a 1 MiB message echoed intact, subprotocol chosen, close codes both ways.
 Node comes
 with the machine; ``ws`` is installed by ``npm install`` in this folder
-(``.ci/run`` does it); without them the tests are skipped, saying which.
+(``.ci/run`` does it); without them the tests are skipped, saying which, or
+fail when ``CI`` is set.
 """
 
 from __future__ import annotations
@@ -28,10 +29,18 @@ import wsfast
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
 
+
+def _missing(reason: str) -> None:
+    """Skip without the peer; under CI (``CI`` set, as ``.ci/run`` does) fail instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: the peer must be installed)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
 if NODE is None:
-    pytest.skip("node is not installed", allow_module_level=True)
+    _missing("node is not installed")
 if not (HERE / "node_modules" / "ws").is_dir():
-    pytest.skip(f"Node's ws is not installed: run npm install in {HERE}", allow_module_level=True)
+    _missing(f"Node's ws is not installed: run npm install in {HERE}")
 
 
 def run(coro: object, timeout: float = 30.0) -> object:

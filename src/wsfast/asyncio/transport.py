@@ -280,26 +280,21 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     def _write_parts(self, parts: list[Any]) -> None:
         """Write a message framed by reference (``Connection.send_parts``):
-        each part in turn, so a large payload is never copied into a frame."""
-        if self._batch is not None:
-            self._batch += parts
-            return
+        each part in turn, so a large payload is never copied into a frame.
+        Inside a read, what was batched before it goes out first."""
+        batching = self._batch is not None
+        if batching:
+            self._flush()
         for part in parts:
             self._write(part)
+        if batching:
+            self._batch = []
 
     def _flush(self) -> None:
         batch = self._batch
         self._batch = None
-        transport = self._transport
-        if not batch or transport is None:
-            return
-        if len(batch) == 1:
-            transport.write(batch[0])
-        elif sum(map(len, batch)) < BY_REFERENCE:
-            transport.write(b"".join(batch))
-        else:  # a large payload among them: no copy of it
-            for part in batch:
-                transport.write(part)
+        if batch and self._transport is not None:
+            self._transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     # ------------------------------------------------------------ asyncio.BufferedProtocol
 

@@ -111,17 +111,9 @@ async def create_connection(
         wsuri.host_header,
         wsuri.target,
         origin=origin,
-        subprotocols=options.subprotocols,
-        deflate=options.deflate,
         extra_headers=options.extra_headers,
         user_agent=user_agent,
-        max_line_length=options.max_line_length,
-        max_headers=options.max_headers,
-        max_head_size=options.max_head_size,
-        max_message_size=options.max_message_size,
-        max_frame_size=options.max_frame_size,
-        text_as_bytes=options.text_as_bytes,
-        stream_messages=options.stream_messages,
+        **options.connection_options(),
     )
     ws = WebSocketTransport(conn, options, listener=listener)
     loop = asyncio.get_running_loop()

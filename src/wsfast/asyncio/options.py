@@ -7,7 +7,7 @@ options cost no memory per connection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..extensions import DEFAULT_DEFLATE, PerMessageDeflate
 from ..handshake import SubprotocolSelector
@@ -69,3 +69,18 @@ class Options:
     extra_headers: Sequence[tuple[str, str]] = ()
     text_as_bytes: bool = False
     stream_messages: bool = False
+
+    def connection_options(self) -> dict[str, Any]:
+        """The keyword arguments that a server's and a client's
+        :class:`~wsfast.protocol.Connection` both take from these options."""
+        return {
+            "subprotocols": self.subprotocols,
+            "deflate": self.deflate,
+            "max_line_length": self.max_line_length,
+            "max_headers": self.max_headers,
+            "max_head_size": self.max_head_size,
+            "max_message_size": self.max_message_size,
+            "max_frame_size": self.max_frame_size,
+            "text_as_bytes": self.text_as_bytes,
+            "stream_messages": self.stream_messages,
+        }

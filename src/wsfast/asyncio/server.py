@@ -69,18 +69,10 @@ class Server:
     def _protocol(self) -> WebSocketTransport:
         options = self.options
         conn = ServerConnection(
-            subprotocols=options.subprotocols,
             select_subprotocol=options.select_subprotocol,
             origins=options.origins,
-            deflate=options.deflate,
             server_header=self.server_header,
-            max_line_length=options.max_line_length,
-            max_headers=options.max_headers,
-            max_head_size=options.max_head_size,
-            max_message_size=options.max_message_size,
-            max_frame_size=options.max_frame_size,
-            text_as_bytes=options.text_as_bytes,
-            stream_messages=options.stream_messages,
+            **options.connection_options(),
         )
         return WebSocketTransport(conn, options, on_request=self._on_request, server=self)
 

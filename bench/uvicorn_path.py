@@ -27,11 +27,8 @@ import sys
 import time
 from typing import Any, Optional
 
-IMPLEMENTATIONS = {
-    "wsfast": "wsfast.uvicorn:WSFastProtocol",
-    "websockets-sansio": "websockets-sansio",
-    "wsproto": "wsproto",
-}
+from uvicorn_echo import IMPLEMENTATIONS  # bench/ is on the path of a script run from it
+
 REQUEST = (
     b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
     b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"

@@ -55,7 +55,9 @@ class Client:
                 return
 
     async def exchange(self, conn: Conn, message: bytes) -> None:
-        raise NotImplementedError
+        """One round trip (the awaitable APIs' ``send`` and ``recv``)."""
+        await conn.send(message)
+        await conn.recv()
 
     def start(self, conn: Conn, rec: Recorder, message: bytes) -> Optional[Awaitable[None]]:
         """Start the loop of one connection: a coroutine, or ``None`` for a
@@ -63,7 +65,7 @@ class Client:
         return self.loop(conn, rec, message)
 
     async def close(self, conn: Conn) -> None:
-        raise NotImplementedError
+        await conn.close()
 
     def description(self) -> str:
         raise NotImplementedError
@@ -122,13 +124,6 @@ class WsfastConnect(Client):
 
         return await connect(uri, deflate=None, max_message_size=MAX_SIZE)
 
-    async def exchange(self, conn: Conn, message: bytes) -> None:
-        await conn.send(message)
-        await conn.recv()
-
-    async def close(self, conn: Conn) -> None:
-        await conn.close()
-
     def description(self) -> str:
         from .. import IMPLEMENTATION, __version__
 
@@ -139,13 +134,6 @@ class WebsocketsClient(Client):
     async def open(self, uri: str, message: bytes) -> Conn:
         client = import_module("websockets.asyncio.client")
         return await client.connect(uri, compression=None, max_size=MAX_SIZE)
-
-    async def exchange(self, conn: Conn, message: bytes) -> None:
-        await conn.send(message)
-        await conn.recv()
-
-    async def close(self, conn: Conn) -> None:
-        await conn.close()
 
     def description(self) -> str:
         return f"websockets {import_optional('websockets').__version__}, asyncio.client.connect"

@@ -109,6 +109,49 @@ def reader_trace(
     return trace
 
 
+class RecordingSink:
+    """A ``feed_dispatch`` sink that records what it gets; it raises
+    ``RuntimeError`` on its ``raise_at``-th delivery (counting from 0)."""
+
+    def __init__(self, raise_at: Optional[int] = None) -> None:
+        self.got: list[tuple[str, Any]] = []
+        self.raise_at = raise_at
+        self.count = 0
+
+    def _take(self, kind: str, data: Any) -> None:
+        self.count += 1
+        if self.count - 1 == self.raise_at:
+            self.got.append(("raised", kind))
+            raise RuntimeError("sink failed")
+        self.got.append((kind, data))
+
+    def on_binary(self, data: bytes) -> None:
+        self._take("binary", data)
+
+    def on_text(self, data: str) -> None:
+        self._take("text", data)
+
+
+def dispatch_trace(
+    codec: ModuleType,
+    chunks: Sequence[bytes],
+    max_frame_size: Optional[int],
+    expect_masked: Optional[bool],
+    text: bool,
+    raise_at: Optional[int] = None,
+) -> list[tuple[Any, ...]]:
+    """Feed ``chunks`` to ``FrameReader.feed_dispatch``; record what the sink
+    got and everything observable after each chunk."""
+    reader = codec.FrameReader(max_frame_size=max_frame_size, expect_masked=expect_masked)
+    sink = RecordingSink(raise_at)
+    trace: list[tuple[Any, ...]] = []
+    for chunk in chunks:
+        result = outcome(reader.feed_dispatch, chunk, sink, text)
+        trace.append((result, list(sink.got), reader.buffered, reader.partial(0)))
+        sink.got.clear()
+    return trace
+
+
 def validator_trace(codec: ModuleType, chunks: Sequence[bytes]) -> list[tuple[Any, ...]]:
     """Feed ``chunks`` to a Utf8Validator; record everything observable after each."""
     validator = codec.Utf8Validator()

@@ -24,6 +24,7 @@ from .codec_helpers import (
     KNOWN_OPCODES,
     RESERVED_OPCODES,
     Frame,
+    RecordingSink,
     naive_mask,
     raw_frame,
     raw_header,
@@ -62,20 +63,14 @@ class Example(NamedTuple):
 
 
 RFC_EXAMPLES = [
-    pytest.param(
-        Example(0x1, True, b"Hello", None, bytes.fromhex("810548656c6c6f")), id="text-unmasked"
-    ),
+    pytest.param(Example(0x1, True, b"Hello", None, bytes.fromhex("810548656c6c6f")), id="text-unmasked"),
     pytest.param(
         Example(0x1, True, b"Hello", KEY, bytes.fromhex("818537fa213d7f9f4d5158")),
         id="text-masked",
     ),
-    pytest.param(
-        Example(0x1, False, b"Hel", None, bytes.fromhex("010348656c")), id="fragment-first"
-    ),
+    pytest.param(Example(0x1, False, b"Hel", None, bytes.fromhex("010348656c")), id="fragment-first"),
     pytest.param(Example(0x0, True, b"lo", None, bytes.fromhex("80026c6f")), id="fragment-last"),
-    pytest.param(
-        Example(0x9, True, b"Hello", None, bytes.fromhex("890548656c6c6f")), id="ping-unmasked"
-    ),
+    pytest.param(Example(0x9, True, b"Hello", None, bytes.fromhex("890548656c6c6f")), id="ping-unmasked"),
     pytest.param(
         Example(0xA, True, b"Hello", KEY, bytes.fromhex("8a8537fa213d7f9f4d5158")),
         id="pong-masked",
@@ -101,9 +96,7 @@ def test_rfc_example_build_frame(codec: ModuleType, example: Example) -> None:
 @pytest.mark.parametrize("example", RFC_EXAMPLES)
 def test_rfc_example_build_header(codec: ModuleType, example: Example) -> None:
     header_length = len(example.wire) - len(example.payload)
-    header = codec.build_header(
-        example.opcode, len(example.payload), fin=example.fin, mask=example.mask
-    )
+    header = codec.build_header(example.opcode, len(example.payload), fin=example.fin, mask=example.mask)
     assert header == example.wire[:header_length]
 
 
@@ -379,9 +372,7 @@ def test_parse_header_result_types(codec: ModuleType, case: HeaderCase) -> None:
 @pytest.mark.parametrize("make", BUFFER_TYPES)
 @pytest.mark.parametrize("offset", [1, 2, 3])
 @pytest.mark.parametrize("case", HEADER_CASES)
-def test_parse_header_offset(
-    codec: ModuleType, case: HeaderCase, offset: int, make: BufferMaker
-) -> None:
+def test_parse_header_offset(codec: ModuleType, case: HeaderCase, offset: int, make: BufferMaker) -> None:
     header = case.encode()
     data = bytes(range(0x83, 0x83 + offset)) + header  # junk before: reserved opcodes
     assert codec.parse_header(make(data), offset) == case.parsed()
@@ -523,9 +514,7 @@ def test_length_forms(codec: ModuleType, length: int, header_hex: str) -> None:
     if length <= 65536:
         payload = random_bytes(length)
         assert codec.build_frame(0x2, payload) == header + payload
-        assert codec.build_frame(0x2, payload, mask=KEY2) == (
-            masked_header + naive_mask(payload, KEY2)
-        )
+        assert codec.build_frame(0x2, payload, mask=KEY2) == (masked_header + naive_mask(payload, KEY2))
 
 
 @pytest.mark.parametrize("mask", [None, KEY2], ids=["unmasked", "masked"])
@@ -537,9 +526,7 @@ def test_build_matches_reference(codec: ModuleType, opcode: int, mask: Optional[
             continue
         expected = raw_frame(opcode, payload, fin, rsv, mask)
         assert codec.build_frame(opcode, payload, fin, rsv, mask) == expected
-        assert codec.build_header(opcode, len(payload), fin, rsv, mask) == (
-            expected[: len(expected) - len(payload)]
-        )
+        assert codec.build_header(opcode, len(payload), fin, rsv, mask) == (expected[: len(expected) - len(payload)])
 
 
 def test_build_frame_mask_true(codec: ModuleType) -> None:
@@ -745,9 +732,7 @@ def test_reader_result_types(codec: ModuleType) -> None:
 def test_reader_buffer_types(codec: ModuleType, make: BufferMaker) -> None:
     stream, _ = place(SMALL_SPECS)
     reader = codec.FrameReader()
-    assert reader.feed(make(stream[:10])) + reader.feed(make(stream[10:])) == [
-        s.frame for s in SMALL_SPECS
-    ]
+    assert reader.feed(make(stream[:10])) + reader.feed(make(stream[10:])) == [s.frame for s in SMALL_SPECS]
 
 
 def test_reader_rejects_non_buffers(codec: ModuleType) -> None:
@@ -840,9 +825,7 @@ def test_reader_huge_frame_without_max_frame_size(codec: ModuleType) -> None:
 
 
 @pytest.mark.parametrize("masked", [True, False], ids=["masked", "unmasked"])
-@pytest.mark.parametrize(
-    "expect", [True, False, None], ids=["expect-masked", "expect-unmasked", "expect-either"]
-)
+@pytest.mark.parametrize("expect", [True, False, None], ids=["expect-masked", "expect-unmasked", "expect-either"])
 def test_reader_expect_masked(codec: ModuleType, expect: Optional[bool], masked: bool) -> None:
     mask = KEY if masked else None
     reader = codec.FrameReader(expect_masked=expect)
@@ -966,6 +949,86 @@ def test_reader_partial_start(codec: ModuleType) -> None:
         reader.partial(-1)
 
 
+# ---------------------------------------------------------------- FrameReader.feed_dispatch
+
+
+def test_dispatch_delivers_whole_messages(codec: ModuleType) -> None:
+    sink = RecordingSink()
+    reader = codec.FrameReader(expect_masked=True)
+    stream = raw_frame(0x2, b"\x00\xff", mask=KEY) + raw_frame(0x1, "héllo".encode(), mask=KEY)
+    assert reader.feed_dispatch(stream, sink, True) == []
+    assert sink.got == [("binary", b"\x00\xff"), ("text", "héllo")]
+    assert type(sink.got[0][1]) is bytes
+
+
+def test_dispatch_hands_back_from_the_first_other_frame(codec: ModuleType) -> None:
+    """Order is kept: after a ping, the messages come back as frames too."""
+    sink = RecordingSink()
+    stream = raw_frame(0x2, b"a") + raw_frame(0x9, b"p") + raw_frame(0x2, b"b") + raw_frame(0x1, b"t")
+    frames = codec.FrameReader().feed_dispatch(stream, sink, True)
+    assert sink.got == [("binary", b"a")]
+    assert frames == [(0x9, True, 0, b"p"), (0x2, True, 0, b"b"), (0x1, True, 0, b"t")]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        raw_frame(0x2, b"frag", fin=False),  # a fragment
+        raw_frame(0x2, b"rsv", rsv=4),  # RSV1 (a compressed message)
+        raw_frame(0x1, b"\xff bad UTF-8"),  # the caller fails it with 1007
+        raw_frame(0x8, b"\x03\xe8"),  # close
+    ],
+)
+def test_dispatch_leaves_other_frames_to_the_caller(codec: ModuleType, first: bytes) -> None:
+    sink = RecordingSink()
+    reader = codec.FrameReader()
+    expected = reader.feed(first + raw_frame(0x2, b"after"))
+    assert codec.FrameReader().feed_dispatch(first + raw_frame(0x2, b"after"), sink, True) == expected
+    assert sink.got == []
+
+
+def test_dispatch_text_off_returns_text_frames(codec: ModuleType) -> None:
+    sink = RecordingSink()
+    frames = codec.FrameReader().feed_dispatch(raw_frame(0x1, b"t") + raw_frame(0x2, b"b"), sink)
+    assert frames == [(0x1, True, 0, b"t"), (0x2, True, 0, b"b")]
+    assert sink.got == []
+
+
+def test_dispatch_across_reads(codec: ModuleType) -> None:
+    """A message split over reads is delivered by the read that completes it."""
+    sink = RecordingSink()
+    reader = codec.FrameReader()
+    wire = raw_frame(0x2, bytes(range(200)), mask=KEY)
+    assert reader.feed_dispatch(wire[:7], sink) == []
+    assert sink.got == [] and reader.buffered == 7
+    assert reader.feed_dispatch(wire[7:], sink) == []
+    assert sink.got == [("binary", bytes(range(200)))]
+
+
+def test_dispatch_sink_error_keeps_the_reader_in_step(codec: ModuleType) -> None:
+    """The sink's exception comes out; the rest of that input is dropped, but
+    the reader has parsed it, so the next input starts at a frame boundary."""
+    sink = RecordingSink(raise_at=1)
+    reader = codec.FrameReader()
+    stream = raw_frame(0x2, b"1") + raw_frame(0x2, b"2") + raw_frame(0x9, b"p") + raw_frame(0x2, b"3")[:1]
+    with pytest.raises(RuntimeError, match="sink failed"):
+        reader.feed_dispatch(stream, sink)
+    assert sink.got == [("binary", b"1"), ("raised", "binary")]
+    assert reader.buffered == 1  # the start of the next header
+    assert reader.feed_dispatch(raw_frame(0x2, b"3")[1:] + raw_frame(0x2, b"4"), sink) == []
+    assert sink.got[2:] == [("binary", b"3"), ("binary", b"4")]
+
+
+def test_dispatch_frame_error_holds_the_undelivered_frames(codec: ModuleType) -> None:
+    sink = RecordingSink()
+    stream = raw_frame(0x2, b"ok") + raw_frame(0x9, b"p") + raw_frame(0x2, b"x" * 10)
+    with pytest.raises(FrameError) as info:
+        codec.FrameReader(max_frame_size=5).feed_dispatch(stream, sink)
+    assert info.value.code == 1009
+    assert sink.got == [("binary", b"ok")]
+    assert info.value.frames == [(0x9, True, 0, b"p")]
+
+
 # ---------------------------------------------------------------- integers past 64 bits
 
 # Integer arguments are C Py_ssize_t values in the compiled codec: one that
@@ -987,9 +1050,7 @@ HUGE_INTEGERS = [
     pytest.param(lambda c: c.FrameReader().partial(HUGE), OverflowError, id="partial-no-frame"),
     pytest.param(lambda c: reading_hello(c).partial(2**40), (1, True, 0, 5, b""), id="partial"),
     pytest.param(lambda c: reading_hello(c).partial(-HUGE), OverflowError, id="partial-start<0"),
-    pytest.param(
-        lambda c: c.FrameReader(max_frame_size=HUGE).max_frame_size, HUGE, id="max_frame_size"
-    ),
+    pytest.param(lambda c: c.FrameReader(max_frame_size=HUGE).max_frame_size, HUGE, id="max_frame_size"),
     pytest.param(
         lambda c: c.FrameReader(max_frame_size=HUGE).feed(raw_frame(0x2, b"data")),
         [(0x2, True, 0, b"data")],
@@ -999,9 +1060,7 @@ HUGE_INTEGERS = [
 
 
 @pytest.mark.parametrize(("call", "expected"), HUGE_INTEGERS)
-def test_integers_past_64_bits(
-    codec: ModuleType, call: Callable[[ModuleType], object], expected: object
-) -> None:
+def test_integers_past_64_bits(codec: ModuleType, call: Callable[[ModuleType], object], expected: object) -> None:
     if isinstance(expected, type) and issubclass(expected, Exception):
         with pytest.raises(expected):
             call(codec)
@@ -1271,9 +1330,7 @@ def test_validator_every_single_byte(codec: ModuleType) -> None:
     ["", "ascii only", "κόσμε", "Привет", "你好", "🎉"],
     ids=["none", "ascii", "greek", "cyrillic", "cjk", "emoji"],
 )
-@pytest.mark.parametrize(
-    "bad", [b"\xff", b"\x80", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf0\x90\x80("]
-)
+@pytest.mark.parametrize("bad", [b"\xff", b"\x80", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf0\x90\x80("])
 def test_validator_fault_at_every_offset(codec: ModuleType, text: str, bad: bytes) -> None:
     # Long texts go through fast paths: the fault must be found at any offset.
     unit = text.encode() or b"-"
@@ -1298,9 +1355,7 @@ def test_validator_fault_at_every_offset(codec: ModuleType, text: str, bad: byte
         pytest.param([b"\xf0", b"\x90", b"\x80", b"\x80"], [True] * 4, 4, id="F0|90|80|80"),
     ],
 )
-def test_validator_fails_fast(
-    codec: ModuleType, pieces: list[bytes], results: list[bool], position: int
-) -> None:
+def test_validator_fails_fast(codec: ModuleType, pieces: list[bytes], results: list[bool], position: int) -> None:
     validator = codec.Utf8Validator()
     assert [validator.feed(piece) for piece in pieces] == results
     assert validator.position == position

@@ -21,6 +21,7 @@ from .codec_helpers import (
     UTF8_FAULTS,
     Impls,
     assert_same,
+    dispatch_trace,
     outcome,
     raw_frame,
     reader_trace,
@@ -240,9 +241,7 @@ texts = st.one_of(
     st.text(string.ascii_letters, min_size=14, max_size=40).map(str.encode),
     st.text(st.characters(min_codepoint=0x400, max_codepoint=0x4FF), max_size=20).map(str.encode),
     st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), max_size=20).map(str.encode),
-    st.text(st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF), max_size=10).map(
-        str.encode
-    ),
+    st.text(st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF), max_size=10).map(str.encode),
     st.binary(max_size=8),
     st.sampled_from(UTF8_FAULTS),
 )
@@ -260,3 +259,46 @@ def test_utf8_validator(impls: Impls, data: st.DataObject, text: bytes) -> None:
 @given(text=utf8_inputs)
 def test_validate_utf8(impls: Impls, text: bytes) -> None:
     assert_same(impls.fallback.validate_utf8(text), impls.speedups.validate_utf8(text))
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+@st.composite
+def message_frames(draw: st.DrawFn) -> tuple[bytes, int]:
+    """Mostly whole unmasked-or-masked data frames (what feed_dispatch
+    delivers), text valid or not, now and then any other frame."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(frames())
+    opcode = draw(st.sampled_from([0x1, 0x2]))
+    payload = draw(utf8_inputs if opcode == 0x1 else payloads)
+    mask = draw(st.none() | masks)
+    return raw_frame(opcode, payload, True, 0, mask, None), len(payload)
+
+
+@DIFFERENTIAL
+@given(
+    data=st.data(),
+    stream=st.lists(message_frames(), max_size=8),
+    tail=st.binary(max_size=4),
+    expect_masked=expect_maskeds,
+    text=st.booleans(),
+    raise_at=st.none() | st.integers(0, 6),
+)
+def test_reader_dispatch(
+    impls: Impls,
+    data: st.DataObject,
+    stream: list[tuple[bytes, int]],
+    tail: bytes,
+    expect_masked: Optional[bool],
+    text: bool,
+    raise_at: Optional[int],
+) -> None:
+    """feed_dispatch: the same deliveries, the same frames handed back, the
+    same errors (the sink's included), in every chunking."""
+    max_frame_size = data.draw(max_frame_sizes([length for _, length in stream]))
+    chunks = data.draw(chunkings(b"".join(wire for wire, _ in stream) + tail))
+    assert_same(
+        dispatch_trace(impls.fallback, chunks, max_frame_size, expect_masked, text, raise_at),
+        dispatch_trace(impls.speedups, chunks, max_frame_size, expect_masked, text, raise_at),
+    )

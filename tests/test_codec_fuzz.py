@@ -23,6 +23,7 @@ from .codec_helpers import (
     UTF8_FAULTS,
     Impls,
     assert_same,
+    dispatch_trace,
     outcome,
     raw_frame,
     reader_trace,
@@ -45,8 +46,7 @@ def fuzz(impls: Impls, check: Check, cases: int) -> None:
             check(impls, random.Random(seed))
         except Exception as exc:
             raise AssertionError(
-                f"{check.__name__} failed on case {i}, seed {seed}: "
-                f"rerun with WSFAST_FUZZ_SEED={seed}"
+                f"{check.__name__} failed on case {i}, seed {seed}: rerun with WSFAST_FUZZ_SEED={seed}"
             ) from exc
 
 
@@ -174,9 +174,7 @@ def check_build(impls: Impls, rng: random.Random) -> None:
     )
 
 
-def reader_settings(
-    rng: random.Random, lengths: list[int], unbounded: bool
-) -> tuple[Optional[int], Optional[bool]]:
+def reader_settings(rng: random.Random, lengths: list[int], unbounded: bool) -> tuple[Optional[int], Optional[bool]]:
     """``max_frame_size``: none, any, or right at the length of a frame of the stream."""
     kind = rng.random()
     if kind < 0.25 and unbounded:
@@ -222,6 +220,35 @@ def check_reader_garbage(impls: Impls, rng: random.Random) -> None:
     )
 
 
+def check_reader_dispatch(impls: Impls, rng: random.Random) -> None:
+    """feed_dispatch over valid streams (text valid or not) and garbage, with
+    a sink that may fail."""
+    if rng.random() < 0.2:
+        stream, lengths = some_bytes(rng, 300), []
+    else:
+        wires, lengths = [], []
+        for _ in range(rng.randint(0, 8)):
+            kind = rng.random()
+            if kind < 0.75:  # mostly whole messages, which the sink gets
+                text = kind < 0.35
+                payload = random_text(rng) if text else rng.randbytes(size(rng, 300))
+                mask = rng.randbytes(4) if rng.random() < 0.7 else None
+                wire, length = raw_frame(0x1 if text else 0x2, payload, True, 0, mask), len(payload)
+            else:
+                wire, length = random_frame(rng)
+            wires.append(wire)
+            lengths.append(length)
+        stream = b"".join(wires)
+    chunks = chunks_of(rng, stream)
+    max_frame_size, expect_masked = reader_settings(rng, lengths, unbounded=False)
+    text_too = rng.random() < 0.7
+    raise_at = rng.choice([None, None, 0, 1, 2, 5])
+    assert_same(
+        dispatch_trace(impls.fallback, chunks, max_frame_size, expect_masked, text_too, raise_at),
+        dispatch_trace(impls.speedups, chunks, max_frame_size, expect_masked, text_too, raise_at),
+    )
+
+
 def check_utf8(impls: Impls, rng: random.Random) -> None:
     text = random_text(rng)
     chunks = chunks_of(rng, text)
@@ -229,7 +256,7 @@ def check_utf8(impls: Impls, rng: random.Random) -> None:
     assert_same(impls.fallback.validate_utf8(text), impls.speedups.validate_utf8(text))
 
 
-# 430,000 cases in all.
+# 470,000 cases in all.
 @pytest.mark.parametrize(
     ("check", "cases"),
     [
@@ -238,6 +265,7 @@ def check_utf8(impls: Impls, rng: random.Random) -> None:
         pytest.param(check_build, 50_000, id="build"),
         pytest.param(check_reader_valid_stream, 50_000, id="reader-valid-streams"),
         pytest.param(check_reader_garbage, 50_000, id="reader-garbage"),
+        pytest.param(check_reader_dispatch, 40_000, id="reader-dispatch"),
         pytest.param(check_utf8, 100_000, id="utf8"),
     ],
 )

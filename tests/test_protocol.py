@@ -91,6 +91,55 @@ def test_text_and_binary_messages(role: Role) -> None:
     assert conn.failure is None and conn.state is State.OPEN
 
 
+class Sink:
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+
+    def on_text(self, data: Any) -> None:
+        self.got.append(TextMessage(data))
+
+    def on_binary(self, data: bytes) -> None:
+        self.got.append(BinaryMessage(data))
+
+    def on_fragment(self, data: Any, text: bool, fin: bool) -> None:
+        self.got.append(Fragment(data, text, fin))
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_sink_gets_messages_and_the_events_keep_order(role: Role, chunked: bool) -> None:
+    """With a sink, messages are calls; after a ping or pong in the same
+    input, the messages come back as events behind it, in order."""
+    conn = Connection(role)
+    conn.sink = sink = Sink()
+    data = (
+        peer_frame(role, BINARY, b"a")
+        + peer_frame(role, TEXT, b"t")
+        + peer_frame(role, PING, b"p")
+        + peer_frame(role, BINARY, b"b")
+        + peer_frame(role, TEXT, b"x", fin=False)
+        + peer_frame(role, CONT, b"y")
+        + peer_frame(role, PONG, b"q")
+        + peer_frame(role, BINARY, b"c")
+    )
+    if chunked:
+        events = [event for byte in range(len(data)) for event in conn.receive_data(data[byte : byte + 1])]
+        assert events == [Ping(b"p"), Pong(b"q")]
+        assert sink.got == [
+            BinaryMessage(b"a"),
+            TextMessage("t"),
+            BinaryMessage(b"b"),
+            TextMessage("xy"),
+            BinaryMessage(b"c"),
+        ]
+    else:
+        events = conn.receive_data(data)
+        assert sink.got == [BinaryMessage(b"a"), TextMessage("t")]
+        assert events == [Ping(b"p"), BinaryMessage(b"b"), TextMessage("xy"), Pong(b"q"), BinaryMessage(b"c")]
+    assert conn.sink is sink
+    assert conn.receive_data(peer_frame(role, BINARY, b"d")) == []
+    assert sink.got[-1] == BinaryMessage(b"d")
+
+
 @pytest.mark.parametrize("size", [125, 126, 65535, 65536, 70_000])
 def test_extended_lengths(role: Role, size: int) -> None:
     payload = random.Random(size).randbytes(size)

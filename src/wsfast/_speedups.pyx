@@ -24,9 +24,11 @@ from cpython.bytes cimport (
     PyBytes_GET_SIZE,
     _PyBytes_Resize,
 )
+from cpython.list cimport PyList_GET_SIZE
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
 from libc.string cimport memcpy
 
 cimport cython
@@ -470,6 +472,9 @@ cdef class FrameReader:
     cdef Header _hdr
     cdef int _error_code
     cdef str _error_reason
+    cdef object _sink             # during feed_dispatch: whom to call, or None
+    cdef bint _text               # during feed_dispatch: decode text frames for it
+    cdef object _raised           # the sink's exception, re-raised at the end
 
     def __init__(self, max_frame_size=1048576, expect_masked=None):
         if max_frame_size is not None and max_frame_size < 0:
@@ -481,6 +486,8 @@ cdef class FrameReader:
         self._head_len = 0
         self._got = 0
         self._error_code = 0
+        self._sink = None
+        self._raised = None
 
     def __dealloc__(self):
         Py_XDECREF(self._buf)
@@ -515,15 +522,54 @@ cdef class FrameReader:
 
     def feed(self, data):
         """Consume ``data``; return the frames it completes."""
+        cdef list frames = []
+        self._consume(data, -1, frames)
+        return frames
+
+    def feed_dispatch(self, data, sink, bint text=False):
+        """Consume ``data``; deliver plain messages by direct calls.
+
+        Each complete frame that is a whole message (FIN set, no RSV bit) is
+        passed to ``sink.on_binary(payload)`` as soon as it is parsed, and
+        with ``text`` a text one to ``sink.on_text(str)`` once it decodes as
+        UTF-8, as long as every frame before it in this call went that way.
+        From the first other frame on (a control frame, a fragment, RSV bits,
+        invalid UTF-8), frames are returned as :meth:`feed` returns them, for
+        the caller to handle in order. A ``FrameError``'s ``frames`` holds the
+        frames completed before the bad one that were not delivered.
+
+        If the sink raises, nothing more is delivered: the rest of ``data``
+        is still parsed (the reader stays in step with the stream), its
+        frames are dropped, and the sink's exception is raised.
+        """
+        cdef list frames = []
+        self._dispatch(data, -1, sink, text, frames)
+        return frames
+
+    cdef int _dispatch(self, data, Py_ssize_t size, sink, bint text, list frames) except -1:
+        """:meth:`feed_dispatch` of the first ``size`` bytes of ``data`` (all: -1)."""
+        cdef object raised
+        self._sink = sink
+        self._text = text
+        try:
+            self._consume(data, size, frames)
+        finally:
+            self._sink = None
+            raised = self._raised
+            self._raised = None
+            if raised is not None:
+                raise raised
+        return 0
+
+    cdef int _consume(self, data, Py_ssize_t size, list frames) except -1:
         cdef Py_buffer view
         cdef int acquired
-        cdef list frames = []
         if self._error_code:
             raise FrameError(self._error_code, self._error_reason)
         acquired = _read_buffer(data, &view)
         try:
             with cython.critical_section(self):
-                self._feed(<const unsigned char *>view.buf, view.len, frames)
+                self._feed(<const unsigned char *>view.buf, view.len if size < 0 else min(size, view.len), frames)
         except FrameError as exc:
             exc.frames = frames
             self._error_code = exc.code
@@ -533,7 +579,34 @@ cdef class FrameReader:
             raise
         finally:
             _release(&view, acquired)
-        return frames
+        return 0
+
+    cdef int _emit(self, int opcode, bint fin, int rsv, bytes payload, list frames) except -1:
+        """A frame is complete: deliver it to the sink, or add it to ``frames``."""
+        cdef object sink = self._sink
+        if sink is not None and fin and not rsv and PyList_GET_SIZE(frames) == 0:
+            if opcode == 2:
+                try:
+                    sink.on_binary(payload)
+                except BaseException as exc:
+                    self._sink = None
+                    self._raised = exc
+                return 0
+            if opcode == 1 and self._text:
+                try:
+                    message = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), NULL)
+                except UnicodeDecodeError:
+                    pass  # the caller reports it
+                else:
+                    try:
+                        sink.on_text(message)
+                    except BaseException as exc:
+                        self._sink = None
+                        self._raised = exc
+                    return 0
+        if self._raised is None:
+            frames.append((opcode, fin, rsv, payload))
+        return 0
 
     cdef void _drop(self) noexcept:
         Py_XDECREF(self._buf)
@@ -582,7 +655,7 @@ cdef class FrameReader:
                 wsf_mask(<unsigned char *>PyBytes_AS_STRING(payload), p + start, <size_t>length, h.key)
             else:
                 payload = PyBytes_FromStringAndSize(<const char *>p + start, length)
-            frames.append((h.opcode, h.fin == 1, h.rsv, payload))
+            self._emit(h.opcode, h.fin == 1, h.rsv, payload, frames)
             return start + length
         if h.length > <unsigned long long>PY_SSIZE_T_MAX_ - 64:
             raise FrameError(1009, f"frame of {h.length} bytes is too large to buffer")
@@ -628,8 +701,211 @@ cdef class FrameReader:
             Py_DECREF(payload)  # the reference self._buf held passes to `payload`
             self._buf = NULL
             self._got = 0
-            frames.append((self._hdr.opcode, self._hdr.fin == 1, self._hdr.rsv, payload))
+            self._emit(self._hdr.opcode, self._hdr.fin == 1, self._hdr.rsv, payload, frames)
         return take
+
+
+# ---------------------------------------------------------------- the asyncio transport's hot path
+
+# The transport and the connection keep their state in __slots__; reading a
+# slot through its offset (fixed in subclasses too) costs a few instructions
+# where getattr from C costs over a hundred. The offsets are taken from the
+# classes' member descriptors on first use, and used only on instances of
+# those classes.
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+
+cdef object _OPEN = None  # wsfast.protocol.State.OPEN
+cdef Py_ssize_t _BY_REFERENCE = 0  # wsfast.protocol.BY_REFERENCE
+cdef type _Transport = None  # wsfast.asyncio.transport.WebSocketTransport
+cdef type _Connection = None  # wsfast.protocol.Connection
+
+# slot offsets: ws.*
+cdef Py_ssize_t W_CONN, W_BATCH, W_VIEW, W_TRANSPORT
+# conn.*
+cdef Py_ssize_t C_SINK, C_DISCARD, C_MSG_OPCODE, C_CHECKED, C_STREAM, C_READER, C_TEXT_AS_BYTES
+cdef Py_ssize_t C_OUT, C_STATE, C_SEND_OPCODE, C_DEFLATE, C_MASK
+
+
+cdef Py_ssize_t _offset(type cls, str name) except -1:
+    descr = cls.__dict__[name]
+    if type(descr).__name__ != "member_descriptor":
+        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+    return (<PyMemberDescrObject *><PyObject *>descr).d_member.offset
+
+
+cdef int _import_classes() except -1:
+    global _OPEN, _BY_REFERENCE, _Transport, _Connection
+    global W_CONN, W_BATCH, W_VIEW, W_TRANSPORT
+    global C_SINK, C_DISCARD, C_MSG_OPCODE, C_CHECKED, C_STREAM, C_READER, C_TEXT_AS_BYTES
+    global C_OUT, C_STATE, C_SEND_OPCODE, C_DEFLATE, C_MASK
+    from wsfast.asyncio.transport import WebSocketTransport
+    from wsfast.protocol import BY_REFERENCE, Connection, State
+
+    W_CONN = _offset(WebSocketTransport, "conn")
+    W_BATCH = _offset(WebSocketTransport, "_batch")
+    W_VIEW = _offset(WebSocketTransport, "_view")
+    W_TRANSPORT = _offset(WebSocketTransport, "_transport")
+    C_SINK = _offset(Connection, "sink")
+    C_DISCARD = _offset(Connection, "_discard")
+    C_MSG_OPCODE = _offset(Connection, "_msg_opcode")
+    C_CHECKED = _offset(Connection, "_checked")
+    C_STREAM = _offset(Connection, "stream_messages")
+    C_READER = _offset(Connection, "_reader")
+    C_TEXT_AS_BYTES = _offset(Connection, "text_as_bytes")
+    C_OUT = _offset(Connection, "_out")
+    C_STATE = _offset(Connection, "state")
+    C_SEND_OPCODE = _offset(Connection, "_send_opcode")
+    C_DEFLATE = _offset(Connection, "deflate")
+    C_MASK = _offset(Connection, "_mask")
+    _OPEN = State.OPEN
+    _BY_REFERENCE = BY_REFERENCE
+    _Transport = WebSocketTransport
+    _Connection = Connection
+    return 0
+
+
+cdef inline object _slot(object obj, Py_ssize_t offset):
+    """The value of the slot at ``offset`` of ``obj`` (AttributeError if unset)."""
+    cdef PyObject *value = (<PyObject **>((<char *><PyObject *>obj) + offset))[0]
+    if value == NULL:
+        raise AttributeError("slot not set")
+    return <object>value
+
+
+cdef inline void _set_slot(object obj, Py_ssize_t offset, object value) noexcept:
+    cdef PyObject **slot = <PyObject **>((<char *><PyObject *>obj) + offset)
+    cdef PyObject *old = slot[0]
+    Py_INCREF(value)
+    slot[0] = <PyObject *>value
+    Py_XDECREF(old)
+
+
+cdef inline object _conn(object ws):
+    """``ws.conn`` if ``ws`` is a WebSocketTransport with a Connection, else ``None``."""
+    if _Transport is None:
+        _import_classes()
+    if not isinstance(ws, _Transport):
+        return None
+    conn = _slot(ws, W_CONN)
+    return conn if isinstance(conn, _Connection) else None
+
+
+cdef bint _send_plain(ws, data, compress, int opcode) except -1:
+    """Frame a whole message as one plain frame and queue it in the read's
+    batch (or write it); ``False`` if it needs the general path (compression,
+    a large message sent by reference, queued replies, not open)."""
+    cdef object conn = _conn(ws)
+    cdef object deflate
+    cdef object payload
+    if (
+        conn is None
+        or compress is not None
+        or _slot(conn, C_STATE) is not _OPEN
+        or _slot(conn, C_SEND_OPCODE)
+        or _slot(conn, C_OUT)
+    ):
+        return False
+    if len(data) >= _BY_REFERENCE:
+        return False
+    payload = PyUnicode_AsUTF8String(data) if opcode == 1 and isinstance(data, str) else data
+    deflate = _slot(conn, C_DEFLATE)
+    if deflate is not None and len(payload) >= deflate.threshold:
+        return False
+    frame = build_frame(opcode, payload, True, 0, _slot(conn, C_MASK))
+    batch = _slot(ws, W_BATCH)
+    if batch is None:
+        ws._write(frame)
+    else:
+        (<list?>batch).append(frame)
+    return True
+
+
+@cython.binding(True)
+def send_binary_path(ws, data, compress=None):
+    """Send a binary message (``compress``: override the compression threshold).
+
+    ``WebSocketTransport.send_binary``, compiled for its common case (a whole
+    message as one plain frame); the rest goes to ``ws._send_binary``.
+    """
+    if not _send_plain(ws, data, compress, 2):
+        ws._send_binary(data, compress)
+
+
+@cython.binding(True)
+def send_text_path(ws, data, compress=None):
+    """Send a text message: ``str``, or ``bytes`` already in UTF-8 (not checked).
+
+    ``WebSocketTransport.send_text``, compiled for its common case; the rest
+    goes to ``ws._send_text``.
+    """
+    if not _send_plain(ws, data, compress, 1):
+        ws._send_text(data, compress)
+
+
+@cython.binding(True)
+def read_path(ws, Py_ssize_t nbytes):
+    """``WebSocketTransport.buffer_updated``: the bytes of one read, from its
+    shared buffer, through the connection to the listener, and the replies
+    out in one write.
+
+    The hot path of :mod:`wsfast.asyncio.transport`, compiled: on an open
+    connection with a listener and no fragmented message under way, whole
+    messages go from the reader to the listener with no Python frame in
+    between; anything else (handshake, control frames, fragments, errors,
+    automatic replies, closing) goes through the transport's and the
+    connection's Python methods (``ws._read`` for a whole read).
+    """
+    cdef object conn = _conn(ws)
+    cdef object sink
+    cdef object reader
+    cdef list frames
+    if conn is None:
+        ws._read(nbytes)
+        return
+    sink = _slot(conn, C_SINK)
+    reader = _slot(conn, C_READER)
+    if (
+        sink is None
+        or _slot(conn, C_DISCARD)
+        or _slot(conn, C_MSG_OPCODE)
+        or _slot(conn, C_CHECKED)
+        or _slot(conn, C_STREAM)
+        or type(reader) is not FrameReader
+    ):
+        ws._read(nbytes)
+        return
+    _set_slot(ws, W_BATCH, [])
+    frames = []
+    try:
+        try:
+            (<FrameReader>reader)._dispatch(_slot(ws, W_VIEW), nbytes, sink, not _slot(conn, C_TEXT_AS_BYTES), frames)
+        except FrameError as exc:
+            events = conn._frame_error(exc)
+        else:
+            if frames or (<FrameReader>reader)._head_len or (<FrameReader>reader)._buf != NULL:
+                events = conn._frames_received(frames)
+            else:
+                events = None
+        if events:
+            ws._handle_events(events)
+    except Exception as exc:  # a listener callback failed
+        ws._flush()
+        ws._internal_error(exc)
+        return
+    if _slot(conn, C_OUT) or _slot(conn, C_STATE) is not _OPEN:
+        ws._after_input()  # automatic replies, or closing
+        return
+    batch = _slot(ws, W_BATCH)
+    _set_slot(ws, W_BATCH, None)
+    if batch:
+        transport = _slot(ws, W_TRANSPORT)
+        if transport is not None:
+            transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
 
 # ---------------------------------------------------------------- UTF-8

@@ -167,7 +167,8 @@ class Connection:
     Set :attr:`sink` to an object with ``on_text(data)``, ``on_binary(data)``
     and ``on_fragment(data, text, fin)`` methods to have messages delivered by
     direct calls instead of as events (no event object per message); other
-    events are still returned.
+    events are still returned, and the messages that follow one of them in
+    the same input are returned as events too (handle the list in order).
     """
 
     __slots__ = (
@@ -308,17 +309,33 @@ class Connection:
         """Process bytes read from the transport; return the events."""
         if self._discard:
             return self._receive_unframed(data)
-        events: list[Event] = []
+        sink = self.sink
         try:
-            frames = self._reader.feed(data)
+            if sink is not None and not self._msg_opcode and not self._checked and not self.stream_messages:
+                # Whole messages go straight to the sink; the rest comes back.
+                frames = self._reader.feed_dispatch(data, sink, not self.text_as_bytes)
+            else:
+                frames = self._reader.feed(data)
         except FrameError as exc:
-            self._handle_frames(exc.frames, events)
-            if not self._discard:  # bytes after a close frame are ignored, not errors
-                self._fail(exc.code, exc.reason)
-            return events
-        self._handle_frames(frames, events)
+            return self._frame_error(exc)
+        return self._frames_received(frames)
+
+    def _frames_received(self, frames: list[tuple[int, bool, int, bytes]]) -> list[Event]:
+        """The events of the frames a read completed (and a check of the
+        received part of an incomplete text frame)."""
+        events: list[Event] = []
+        if frames:
+            self._handle_frames(frames, events)
         if self._msg_opcode != OP_BINARY and self._reader.buffered and not self._discard:
             self._check_partial()
+        return events
+
+    def _frame_error(self, exc: FrameError) -> list[Event]:
+        """The reader failed: the frames before the bad one, then the failure."""
+        events: list[Event] = []
+        self._handle_frames(exc.frames, events)
+        if not self._discard:  # bytes after a close frame are ignored, not errors
+            self._fail(exc.code, exc.reason)
         return events
 
     def _receive_unframed(self, data: Data) -> list[Event]:
@@ -341,9 +358,21 @@ class Connection:
 
     def _handle_frames(self, frames: list[tuple[int, bool, int, bytes]], events: list[Event]) -> None:
         sink = self.sink
+        try:
+            self._handle_frames_in_order(frames, events)
+        finally:
+            self.sink = sink
+
+    def _handle_frames_in_order(self, frames: list[tuple[int, bool, int, bytes]], events: list[Event]) -> None:
+        """Handle frames; once an event is returned (a ping, a pong, a
+        close), the messages after it are returned as events too, not given
+        to the sink, so that whoever handles the events sees them in order."""
+        sink = self.sink
         for opcode, fin, rsv, payload in frames:
             if self._discard:
                 return
+            if events and sink is not None:
+                sink = self.sink = None
             if opcode == OP_TEXT or opcode == OP_BINARY:
                 if self._msg_opcode:
                     self._fail(1002, "new data frame inside a fragmented message")

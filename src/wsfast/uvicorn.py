@@ -41,7 +41,7 @@ from urllib.parse import unquote
 
 from uvicorn.protocols.utils import ClientDisconnected, get_local_addr, get_remote_addr, is_ssl
 
-from .events import CloseReceived, HandshakeFailed, Pong
+from .events import BinaryMessage, CloseReceived, HandshakeFailed, Pong, TextMessage
 from .exceptions import InvalidHandshake, InvalidState
 from .extensions import DEFAULT_DEFLATE
 from .handshake import check_request, error_response, offered_subprotocols
@@ -127,7 +127,11 @@ class WSFastProtocol(asyncio.Protocol):
 
     def _handle(self, events: list[Any]) -> None:
         for event in events:
-            if isinstance(event, Request):
+            if isinstance(event, BinaryMessage):  # one that came after a control frame
+                self.on_binary(event.data)
+            elif isinstance(event, TextMessage):
+                self.on_text(event.data)
+            elif isinstance(event, Request):
                 self._handle_request(event)
             elif isinstance(event, CloseReceived):
                 self._set_disconnect(event.code, event.reason)

@@ -16,7 +16,19 @@ from wsfast.handshake import error_response
 from wsfast.http11 import Request
 from wsfast.protocol import State
 
-from .helpers import OP_CLOSE, OP_PING, OP_PONG, RawClient, eventually, parse_close, run
+from .helpers import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RawClient,
+    eventually,
+    frame,
+    parse_close,
+    run,
+)
 
 MiB = 1024 * 1024
 
@@ -219,6 +231,70 @@ def test_stream_messages_and_text_as_bytes() -> None:
                 ("close", 1000, ""),
             ]
             assert ws.close_code == 1000
+
+    run(main())
+
+
+def test_one_read_of_messages_and_control_frames_keeps_order() -> None:
+    """One read: whole messages (delivered straight from the reader), then a
+    ping, more messages and a fragmented one (through the general path).
+    Everything is delivered and answered in order; the pong goes out before
+    the echoes of what followed the ping."""
+
+    async def main() -> None:
+        server, listeners = await start(close_timeout=0.5)
+        async with server:
+            peer = await RawClient.connect(server.port)
+            try:
+                await exchange(peer, listeners)
+            finally:
+                peer.close()
+
+    async def exchange(peer: RawClient, listeners: list[Recorder]) -> None:
+        peer.writer.write(
+            frame(OP_BINARY, b"a")
+            + frame(OP_TEXT, "é".encode())
+            + frame(OP_PING, b"p")
+            + frame(OP_BINARY, b"b")
+            + frame(OP_TEXT, b"x", fin=False)
+            + frame(OP_CONT, b"y")
+            + frame(OP_BINARY, b"c")
+        )
+        got = [await peer.recv() for _ in range(6)]
+        assert got == [
+            (OP_BINARY, True, b"a"),
+            (OP_TEXT, True, "é".encode()),
+            (OP_PONG, True, b"p"),
+            (OP_BINARY, True, b"b"),
+            (OP_TEXT, True, b"xy"),
+            (OP_BINARY, True, b"c"),
+        ]
+        assert listeners[0].events[1:] == [
+            ("binary", b"a"),
+            ("text", "é"),
+            ("ping", b"p"),
+            ("binary", b"b"),
+            ("text", "xy"),
+            ("binary", b"c"),
+        ]
+
+    run(main())
+
+
+def test_one_read_with_invalid_utf8_after_messages_closes_1007() -> None:
+    async def main() -> None:
+        server, listeners = await start()
+        async with server:
+            peer = await RawClient.connect(server.port)
+            peer.writer.write(
+                frame(OP_BINARY, b"a") + frame(OP_TEXT, b"ok") + frame(OP_TEXT, b"\xc3(") + frame(OP_BINARY, b"z")
+            )
+            assert await peer.recv() == (OP_BINARY, True, b"a")
+            assert await peer.recv() == (OP_TEXT, True, b"ok")
+            opcode, _, payload = await peer.recv()
+            assert opcode == OP_CLOSE and parse_close(payload)[0] == 1007
+            assert await peer.at_eof()
+            assert [e for e in listeners[0].events if e[0] in ("binary", "text")] == [("binary", b"a"), ("text", "ok")]
 
     run(main())
 

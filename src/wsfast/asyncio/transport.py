@@ -18,13 +18,16 @@ import os
 import threading
 from typing import Any, Awaitable, Callable, Optional, Union, cast
 
-from ..events import CloseReceived, HandshakeFailed, Ping, Pong
+from ..codec import read_path, send_binary_path, send_text_path
+from ..events import BinaryMessage, CloseReceived, Fragment, HandshakeFailed, Ping, Pong, TextMessage
 from ..exceptions import ConnectionClosed, InvalidHandshake, connection_closed
 from ..handshake import error_response
 from ..http11 import Request, Response
 from ..protocol import BY_REFERENCE, Connection, ServerConnection, State
 from .listener import Listener
 from .options import Options
+
+_OPEN = State.OPEN
 
 __all__ = ["WebSocketTransport", "RequestHandler", "READ_BUFFER_SIZE"]
 
@@ -69,7 +72,6 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         "_on_request",
         "_view",
         "_timer",
-        "_last_recv",
         "_pings",
         "_ping_count",
         "latency",
@@ -104,7 +106,6 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         self._transport: Optional[asyncio.Transport] = None
         self._view = _read_buffer()
         self._timer: Optional[asyncio.TimerHandle] = None
-        self._last_recv = 0.0
         self._pings: dict[bytes, tuple[float, Optional[asyncio.Future[float]]]] = {}
         self._ping_count = 0
         #: Round-trip time of the last ping answered, in seconds.
@@ -162,8 +163,12 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------ sending
 
-    def send_text(self, data: Union[str, bytes], compress: Optional[bool] = None) -> None:
-        """Send a text message (``bytes`` must already be UTF-8)."""
+    # The common case of each, compiled with the extension (wsfast.codec).
+    send_text = send_text_path
+    send_binary = send_binary_path
+
+    def _send_text(self, data: Union[str, bytes], compress: Optional[bool] = None) -> None:
+        """Send a text message (``bytes`` must already be UTF-8), in general."""
         conn = self.conn
         if compress is None and len(data) >= BY_REFERENCE:
             self._write_parts(conn.send_parts(data, text=True))
@@ -175,8 +180,8 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         else:
             batch.append(frame)
 
-    def send_binary(self, data: Union[bytes, bytearray, memoryview], compress: Optional[bool] = None) -> None:
-        """Send a binary message."""
+    def _send_binary(self, data: Union[bytes, bytearray, memoryview], compress: Optional[bool] = None) -> None:
+        """Send a binary message, in general."""
         conn = self.conn
         if compress is None and len(data) >= BY_REFERENCE:
             self._write_parts(conn.send_parts(data))
@@ -307,7 +312,6 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         self.remote_address = transport.get_extra_info("peername")
         options = self.options
         transport.set_write_buffer_limits(high=options.write_limit)
-        self._last_recv = self._loop.time()
         if options.open_timeout is not None:
             self._timer = self._loop.call_later(options.open_timeout, self._open_timed_out)
         data = self.conn.data_to_send()  # the client's request
@@ -317,9 +321,13 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._view
 
-    def buffer_updated(self, nbytes: int) -> None:
+    # The hot path, compiled with the extension (wsfast.codec.read_path); it
+    # hands what it does not handle itself to _read.
+    buffer_updated = read_path
+
+    def _read(self, nbytes: int) -> None:
+        """One read, in general: through ``Connection.receive_data``."""
         conn = self.conn
-        self._last_recv = self._loop.time()
         self._batch = []
         try:
             events = conn.receive_data(self._view[:nbytes])
@@ -336,12 +344,14 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         time if a close frame went out or came in."""
         conn = self.conn
         out = conn.data_to_send()
+        batch = self._batch
+        self._batch = None
         if out:
-            if self._batch is None:
-                self._batch = []
-            self._batch.append(out)
-        self._flush()
-        if conn.state is not State.OPEN and conn.state is not State.CONNECTING:
+            batch = [out] if batch is None else batch + [out]
+        if batch and self._transport is not None:  # as _flush, inline: the hot path
+            self._transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        state = conn.state
+        if state is not _OPEN and state is not State.CONNECTING:
             self._after_close_frame()
 
     def eof_received(self) -> Optional[bool]:
@@ -400,7 +410,16 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         listener = self.listener
         for event in events:
             kind = type(event)
-            if kind is Ping:
+            if kind is BinaryMessage:  # one that came after a control frame
+                if listener is not None:
+                    listener.on_binary(event.data)
+            elif kind is TextMessage:
+                if listener is not None:
+                    listener.on_text(event.data)
+            elif kind is Fragment:
+                if listener is not None:
+                    listener.on_fragment(event.data, event.text, event.fin)
+            elif kind is Ping:
                 if listener is not None:
                     listener.on_ping(event.data)
             elif kind is Pong:

@@ -34,6 +34,7 @@ __all__ = [
     "FrameReader",
     "Utf8Validator",
     "validate_utf8",
+    "get_buffer_path",
     "read_path",
     "send_binary_path",
     "send_text_path",
@@ -562,6 +563,12 @@ def send_text_path(ws: Any, data: Any, compress: Optional[bool] = None) -> None:
     """
     if not _send_plain(ws, data, compress, OP_TEXT):
         ws._send_text(data, compress)
+
+
+def get_buffer_path(ws: Any, sizehint: int) -> Any:
+    """``WebSocketTransport.get_buffer``: the read buffer the transport shares
+    with the other connections of its thread."""
+    return ws._view
 
 
 def read_path(ws: Any, nbytes: int) -> None:

@@ -848,6 +848,15 @@ def send_text_path(ws, data, compress=None):
 
 
 @cython.binding(True)
+def get_buffer_path(ws, Py_ssize_t sizehint):
+    """``WebSocketTransport.get_buffer``: the read buffer the transport shares
+    with the other connections of its thread."""
+    if _conn(ws) is None:
+        return ws._view
+    return _slot(ws, W_VIEW)
+
+
+@cython.binding(True)
 def read_path(ws, Py_ssize_t nbytes):
     """``WebSocketTransport.buffer_updated``: the bytes of one read, from its
     shared buffer, through the connection to the listener, and the replies

@@ -41,6 +41,7 @@ build_frame = _impl.build_frame
 FrameReader = _impl.FrameReader
 Utf8Validator = _impl.Utf8Validator
 validate_utf8 = _impl.validate_utf8
+get_buffer_path = _impl.get_buffer_path
 read_path = _impl.read_path
 send_binary_path = _impl.send_binary_path
 send_text_path = _impl.send_text_path
@@ -63,6 +64,7 @@ __all__ = [
     "FrameReader",
     "Utf8Validator",
     "validate_utf8",
+    "get_buffer_path",
     "read_path",
     "send_binary_path",
     "send_text_path",

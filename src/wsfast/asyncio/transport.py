@@ -18,7 +18,7 @@ import os
 import threading
 from typing import Any, Awaitable, Callable, Optional, Union, cast
 
-from ..codec import read_path, send_binary_path, send_text_path
+from ..codec import get_buffer_path, read_path, send_binary_path, send_text_path
 from ..events import BinaryMessage, CloseReceived, Fragment, HandshakeFailed, Ping, Pong, TextMessage
 from ..exceptions import ConnectionClosed, InvalidHandshake, connection_closed
 from ..handshake import error_response
@@ -318,11 +318,9 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         if data:
             transport.write(data)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
-
-    # The hot path, compiled with the extension (wsfast.codec.read_path); it
+    # The hot path, compiled with the extension (wsfast.codec); read_path
     # hands what it does not handle itself to _read.
+    get_buffer = get_buffer_path
     buffer_updated = read_path
 
     def _read(self, nbytes: int) -> None:

@@ -72,9 +72,20 @@ def _cpu_line(points: list[dict[str, Any]], role: str) -> str:
     if not client:
         return ""
     if role == "server":
-        text = f"CPU share of the fixed client: at most {max(client):.0%} of a core"
+        busiest: dict[int, float] = {}
+        for p in points:
+            if p["status"] == "ok" and "client_cpu" in p["summary"]:
+                busiest[p["size"]] = max(busiest.get(p["size"], 0.0), p["summary"]["client_cpu"]["max"])
+        per_size = ", ".join(f"{size_label(size)} {share:.0%}" for size, share in sorted(busiest.items()))
+        text = f"CPU share of the fixed client, at most: {per_size} of a core"
         if server:
             text += f" (servers under test: up to {max(server):.0%})"
+        if max(client) >= 0.9:
+            text += (
+                ". Near 100 %, the client and the server share the bottleneck (loopback TCP costs both sides"
+                " the same system calls, which the client cannot avoid): there the CPU time per round trip,"
+                " not the message rate, ranks the servers"
+            )
     else:
         text = f"CPU share of the fixed server: at most {max(server):.0%} of a core" if server else ""
         text += f" (clients under test: up to {max(client):.0%})"

@@ -24,14 +24,16 @@ from wsfast.benchmark.runner import SCHEMA, Config, installed, run_suite
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One tiny run: server-1 and memory, wsfast and the ceiling, picows
-    made to look absent (its import name points at no module)."""
+    """One tiny run: server-1 (the fixed client counting in its own epoll
+    loop on Linux), tls-100 (counting on the event loop) and memory, wsfast
+    and the ceiling, picows made to look absent (its import name points at
+    no module)."""
     lines: list[str] = []
     config = Config(
         sizes=(64,),
         loops=("asyncio",),
         peers=("wsfast", "picows"),
-        scenarios=("server-1", "memory-2000"),
+        scenarios=("server-1", "tls-100", "memory-2000"),
         runs=2,
         duration=0.05,
         warmup=0.01,
@@ -62,6 +64,9 @@ def test_json_schema(results: dict[str, Any]) -> None:
         ("server-1", "raw"),
         ("server-1", "wsfast"),
         ("server-1", "wsfast-serve"),
+        ("tls-100", "raw"),
+        ("tls-100", "wsfast"),
+        ("tls-100", "wsfast-serve"),
         ("memory-2000", "raw"),
         ("memory-2000", "wsfast"),
         ("memory-2000", "wsfast-serve"),
@@ -73,8 +78,9 @@ def test_json_schema(results: dict[str, Any]) -> None:
 
 def test_figures_are_positive(results: dict[str, Any]) -> None:
     for point in results["data"]["points"]:
-        if point["scenario"] == "server-1":
-            assert len(point["runs"]) == 2 and point["size"] == 64 and point["connections"] == 1
+        if point["scenario"] in ("server-1", "tls-100"):
+            connections = 1 if point["scenario"] == "server-1" else 100
+            assert len(point["runs"]) == 2 and point["size"] == 64 and point["connections"] == connections
             for run in point["runs"]:
                 assert 0 < run["messages"] <= 200
                 assert run["seconds"] > 0 and run["msgs_per_s"] > 0
@@ -105,6 +111,7 @@ def test_markdown(results: dict[str, Any]) -> None:
     text = (results["out"] / "results.md").read_text()
     assert text.startswith(report.markdown(results["data"]))
     assert "## Servers, 1 connection, request-response (asyncio)" in text
+    assert "## Servers over TLS (wss://), 100 connections (asyncio)" in text
     assert "| implementation | 64 B |" in text
     rates = text.split("Messages per second:")[1].split("Round trip")[0].splitlines()
     ceiling = next(line for line in rates if line.startswith("| raw TCP echo (ceiling) |"))
@@ -113,7 +120,7 @@ def test_markdown(results: dict[str, Any]) -> None:
     assert "/s" in mine and "x |" in mine
     assert "RSS growth / 20 connections" in text
     progress = results["lines"]
-    assert any(line.startswith("wsfast bench: 9 runs;") for line in progress)  # 3 x 2 + 3 x 1
+    assert any(line.startswith("wsfast bench: 15 runs;") for line in progress)  # 2 x 3 x 2 + 3 x 1
     assert any("server-1 asyncio 64 B wsfast run 2:" in line for line in progress)
 
 

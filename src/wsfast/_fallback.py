@@ -507,62 +507,8 @@ def _dispatch(frames: list[Frame], sink: Any, text: bool) -> list[Frame]:
 
 
 # ---------------------------------------------------------------- the asyncio transport's hot path
-
-_OPEN: Any = None  # wsfast.protocol.State.OPEN, imported on first use
-_BY_REFERENCE = 0  # wsfast.protocol.BY_REFERENCE, likewise
-
-
-def _import_protocol() -> None:
-    global _OPEN, _BY_REFERENCE
-    from .protocol import BY_REFERENCE, State
-
-    _OPEN = State.OPEN
-    _BY_REFERENCE = BY_REFERENCE
-
-
-def _send_plain(ws: Any, data: Any, compress: Optional[bool], opcode: int) -> bool:
-    """Frame a whole message as one plain frame and queue it in the read's
-    batch (or write it); ``False`` if it needs the general path (compression,
-    a large message sent by reference, queued replies, not open)."""
-    conn = ws.conn
-    if _OPEN is None:
-        _import_protocol()
-    if compress is not None or conn.state is not _OPEN or conn._send_opcode or conn._out:
-        return False
-    if len(data) >= _BY_REFERENCE:
-        return False
-    payload = data.encode() if opcode == OP_TEXT and isinstance(data, str) else data
-    deflate = conn.deflate
-    if deflate is not None and len(payload) >= deflate.threshold:
-        return False
-    frame = build_frame(opcode, payload, True, 0, conn._mask)
-    batch = ws._batch
-    if batch is None:
-        ws._write(frame)
-    else:
-        batch.append(frame)
-    return True
-
-
-def send_binary_path(ws: Any, data: Any, compress: Optional[bool] = None) -> None:
-    """Send a binary message (``compress``: override the compression threshold).
-
-    ``WebSocketTransport.send_binary`` for its common case (a whole message
-    as one plain frame; compiled in the extension); the rest goes to
-    ``ws._send_binary``.
-    """
-    if not _send_plain(ws, data, compress, OP_BINARY):
-        ws._send_binary(data, compress)
-
-
-def send_text_path(ws: Any, data: Any, compress: Optional[bool] = None) -> None:
-    """Send a text message: ``str``, or ``bytes`` already in UTF-8 (not checked).
-
-    ``WebSocketTransport.send_text`` for its common case; the rest goes to
-    ``ws._send_text``.
-    """
-    if not _send_plain(ws, data, compress, OP_TEXT):
-        ws._send_text(data, compress)
+# The extension compiles these methods of WebSocketTransport for their common
+# case; here they are the transport's general methods themselves.
 
 
 def get_buffer_path(ws: Any, sizehint: int) -> Any:
@@ -572,47 +518,27 @@ def get_buffer_path(ws: Any, sizehint: int) -> Any:
 
 
 def read_path(ws: Any, nbytes: int) -> None:
-    """``WebSocketTransport.buffer_updated``: the bytes of one read, from its
-    shared buffer, through the connection to the listener, and the replies
-    out in one write.
+    """``WebSocketTransport.buffer_updated``: ``ws._read`` (compiled in the
+    extension for whole messages on an open connection with a listener)."""
+    ws._read(nbytes)
 
-    The hot path of :mod:`wsfast.asyncio.transport` (compiled in the
-    extension): on an open connection with a listener and no fragmented
-    message under way, whole messages go from the reader to the listener
-    directly; anything else goes through the transport's and the
-    connection's methods (``ws._read`` for a whole read).
+
+def send_binary_path(ws: Any, data: Any, compress: Optional[bool] = None) -> None:
+    """Send a binary message (``compress``: override the compression threshold).
+
+    ``WebSocketTransport.send_binary``: ``ws._send_binary`` (compiled in the
+    extension for a whole message sent as one plain frame).
     """
-    conn = ws.conn
-    sink = conn.sink
-    if sink is None or conn._discard or conn._msg_opcode or conn._checked or conn.stream_messages:
-        ws._read(nbytes)
-        return
-    reader = conn._reader
-    ws._batch = []
-    try:
-        try:
-            frames = reader.feed_dispatch(ws._view[:nbytes], sink, not conn.text_as_bytes)
-        except FrameError as exc:
-            events = conn._frame_error(exc)
-        else:
-            events = conn._frames_received(frames) if frames or reader.buffered else None
-        if events:
-            ws._handle_events(events)
-    except Exception as exc:  # a listener callback failed
-        ws._flush()
-        ws._internal_error(exc)
-        return
-    if _OPEN is None:
-        _import_protocol()
-    if conn._out or conn.state is not _OPEN:
-        ws._after_input()  # automatic replies, or closing
-        return
-    batch = ws._batch
-    ws._batch = None
-    if batch:
-        transport = ws._transport
-        if transport is not None:
-            transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+    ws._send_binary(data, compress)
+
+
+def send_text_path(ws: Any, data: Any, compress: Optional[bool] = None) -> None:
+    """Send a text message: ``str``, or ``bytes`` already in UTF-8 (not checked).
+
+    ``WebSocketTransport.send_text``: ``ws._send_text`` (compiled in the
+    extension for a whole message sent as one plain frame).
+    """
+    ws._send_text(data, compress)
 
 
 # ---------------------------------------------------------------- UTF-8

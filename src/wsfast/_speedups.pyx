@@ -584,26 +584,25 @@ cdef class FrameReader:
     cdef int _emit(self, int opcode, bint fin, int rsv, bytes payload, list frames) except -1:
         """A frame is complete: deliver it to the sink, or add it to ``frames``."""
         cdef object sink = self._sink
+        cdef object message = None
         if sink is not None and fin and not rsv and PyList_GET_SIZE(frames) == 0:
             if opcode == 2:
-                try:
-                    sink.on_binary(payload)
-                except BaseException as exc:
-                    self._sink = None
-                    self._raised = exc
-                return 0
-            if opcode == 1 and self._text:
+                message = payload
+            elif opcode == 1 and self._text:
                 try:
                     message = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), NULL)
                 except UnicodeDecodeError:
                     pass  # the caller reports it
-                else:
-                    try:
+            if message is not None:
+                try:
+                    if opcode == 2:
+                        sink.on_binary(message)
+                    else:
                         sink.on_text(message)
-                    except BaseException as exc:
-                        self._sink = None
-                        self._raised = exc
-                    return 0
+                except BaseException as exc:
+                    self._sink = None
+                    self._raised = exc
+                return 0
         if self._raised is None:
             frames.append((opcode, fin, rsv, payload))
         return 0

@@ -546,5 +546,10 @@ def test_broadcast_rules() -> None:
             c.transport.send_fragment("end", True)
             assert await c.recv() == "to clients"
             assert await received.get() == "unfinishedend"
+            d = await connect(uri(server))
+            d.transport.transport.abort()  # still OPEN until connection_lost runs: skipped, no exception
+            assert d.transport.state is State.OPEN
+            assert broadcast([d, b], "after abort") == [d]
+            assert await received.get() == "after abort"
 
     run(main())

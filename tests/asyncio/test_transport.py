@@ -299,6 +299,37 @@ def test_one_read_with_invalid_utf8_after_messages_closes_1007() -> None:
     run(main())
 
 
+def test_broadcast_from_a_listener_keeps_each_connections_order() -> None:
+    """A listener that answers, then broadcasts, inside its read: the sender
+    gets its answer before the broadcast (the broadcast joins the read's
+    batch); the others get the broadcast."""
+
+    async def main() -> None:
+        from wsfast.asyncio import broadcast
+
+        class Fanout(Recorder):
+            def on_text(self, data: Union[str, bytes]) -> None:
+                assert self.ws is not None
+                self.ws.send_text(f"ack {data!s}")
+                broadcast(server.connections, f"all {data!s}")
+
+        server = await create_server(lambda ws, request: Fanout(), "127.0.0.1", 0)
+        async with server:
+            peers = [await RawClient.connect(server.port) for _ in range(3)]
+            try:
+                await eventually(lambda: len(server.connections) == 3)
+                peers[0].send(OP_TEXT, b"x")
+                assert await peers[0].recv() == (OP_TEXT, True, b"ack x")
+                assert await peers[0].recv() == (OP_TEXT, True, b"all x")
+                for peer in peers[1:]:
+                    assert await peer.recv() == (OP_TEXT, True, b"all x")
+            finally:
+                for peer in peers:
+                    peer.close()
+
+    run(main())
+
+
 def test_listener_exception_closes_1011(caplog: pytest.LogCaptureFixture) -> None:
     class Failing(Recorder):
         def on_text(self, data: Union[str, bytes]) -> None:

@@ -850,9 +850,9 @@ def send_text_path(ws, data, compress=None):
 def get_buffer_path(ws, Py_ssize_t sizehint):
     """``WebSocketTransport.get_buffer``: the read buffer the transport shares
     with the other connections of its thread."""
-    if _conn(ws) is None:
-        return ws._view
-    return _slot(ws, W_VIEW)
+    if _Transport is None:
+        _import_classes()
+    return _slot(ws, W_VIEW) if isinstance(ws, _Transport) else ws._view
 
 
 @cython.binding(True)

@@ -357,13 +357,6 @@ class Connection:
         return []
 
     def _handle_frames(self, frames: list[tuple[int, bool, int, bytes]], events: list[Event]) -> None:
-        sink = self.sink
-        try:
-            self._handle_frames_in_order(frames, events)
-        finally:
-            self.sink = sink
-
-    def _handle_frames_in_order(self, frames: list[tuple[int, bool, int, bytes]], events: list[Event]) -> None:
         """Handle frames; once an event is returned (a ping, a pong, a
         close), the messages after it are returned as events too, not given
         to the sink, so that whoever handles the events sees them in order."""
@@ -371,8 +364,8 @@ class Connection:
         for opcode, fin, rsv, payload in frames:
             if self._discard:
                 return
-            if events and sink is not None:
-                sink = self.sink = None
+            if events:
+                sink = None
             if opcode == OP_TEXT or opcode == OP_BINARY:
                 if self._msg_opcode:
                     self._fail(1002, "new data frame inside a fragmented message")
@@ -386,7 +379,7 @@ class Connection:
                             sink.on_binary(payload)
                     else:
                         self._checked = 0
-                        self._deliver_text(payload, events)
+                        self._deliver_text(payload, events, sink)
                 else:
                     self._msg_opcode = opcode
                     self._msg_compressed = rsv == 4
@@ -395,16 +388,16 @@ class Connection:
                         skip = self._checked
                         if not skip:
                             self._validator.reset()
-                        self._fragment(payload, fin, events, skip)
+                        self._fragment(payload, fin, events, skip, sink)
                     else:
-                        self._fragment(payload, fin, events, 0)
+                        self._fragment(payload, fin, events, 0, sink)
             elif opcode == OP_CONT:
                 if not self._msg_opcode:
                     self._fail(1002, "continuation frame without a message to continue")
                 elif rsv:
                     self._fail(1002, "reserved bits set on a continuation frame")
                 else:
-                    self._fragment(payload, fin, events, self._checked)
+                    self._fragment(payload, fin, events, self._checked, sink)
             elif rsv:
                 self._fail(1002, "reserved bits set on a control frame")
             elif opcode == OP_PING:
@@ -416,7 +409,7 @@ class Connection:
             else:
                 self._receive_close(payload, events)
 
-    def _deliver_text(self, payload: bytes, events: list[Event]) -> None:
+    def _deliver_text(self, payload: bytes, events: list[Event], sink: Optional[MessageSink]) -> None:
         text: Union[str, bytes] = payload
         if self.text_as_bytes:
             if not validate_utf8(payload):
@@ -428,12 +421,12 @@ class Connection:
             except UnicodeDecodeError:
                 self._fail(1007, "invalid UTF-8 in text message")
                 return
-        if self.sink is None:
+        if sink is None:
             events.append(TextMessage(text))
         else:
-            self.sink.on_text(text)
+            sink.on_text(text)
 
-    def _fragment(self, payload: bytes, fin: bool, events: list[Event], skip: int) -> None:
+    def _fragment(self, payload: bytes, fin: bool, events: list[Event], skip: int, sink: Optional[MessageSink]) -> None:
         """Add a frame to the incoming message; ``skip`` bytes were validated."""
         self._checked = 0
         text = self._msg_opcode == OP_TEXT
@@ -466,10 +459,10 @@ class Connection:
                 if self._decoder is None:
                     self._decoder = codecs.getincrementaldecoder("utf-8")()
                 chunk = self._decoder.decode(data, fin)
-            if self.sink is None:
+            if sink is None:
                 events.append(Fragment(chunk, text, fin))
             else:
-                self.sink.on_fragment(chunk, text, fin)
+                sink.on_fragment(chunk, text, fin)
         else:
             self._msg_parts.append(data)
         if fin:
@@ -477,7 +470,6 @@ class Connection:
                 parts = self._msg_parts
                 message = parts[0] if len(parts) == 1 else b"".join(parts)
                 self._msg_parts = []
-                sink = self.sink
                 if not text:
                     if sink is None:
                         events.append(BinaryMessage(message))

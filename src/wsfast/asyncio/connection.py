@@ -254,7 +254,6 @@ def broadcast(
     for connection in connections:
         ws = connection.transport if isinstance(connection, WebSocket) else connection
         conn = ws.conn
-        # What send_frame_bytes checks, inline: a broadcast does it 1,000s of times.
         transport = ws._transport
         if (
             conn.state is not _OPEN
@@ -271,9 +270,5 @@ def broadcast(
             if frame is None:
                 frame = build_frame(opcode, payload, True, 0, None)
             out = frame
-        batch = ws._batch
-        if batch is None:
-            transport.write(out)
-        else:  # the connection whose message is being broadcast: after what it sent before
-            batch.append(out)
+        ws._write(out)  # inside the sender's own read: into its batch, after its earlier replies
     return skipped

@@ -342,12 +342,11 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         time if a close frame went out or came in."""
         conn = self.conn
         out = conn.data_to_send()
-        batch = self._batch
-        self._batch = None
         if out:
-            batch = [out] if batch is None else batch + [out]
-        if batch and self._transport is not None:  # as _flush, inline: the hot path
-            self._transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            if self._batch is None:
+                self._batch = []
+            self._batch.append(out)
+        self._flush()
         state = conn.state
         if state is not _OPEN and state is not State.CONNECTING:
             self._after_close_frame()

@@ -40,7 +40,7 @@ def _stale_build_warning() -> Optional[str]:
     if installed == source.resolve():
         # An in-place build: is the extension older than its sources?
         built = [p.stat().st_mtime for p in source.glob("_speedups.*") if p.suffix in (".so", ".pyd")]
-        sources = [p.stat().st_mtime for p in (source / "_speedups.pyx", source / "_kernels.h")
+        sources = [p.stat().st_mtime for p in (source / "_speedups.pyx", source / "_kernels.h", source / "_socket.h")
                    if p.exists()]
         if built and sources and max(built) < max(sources):
             return (

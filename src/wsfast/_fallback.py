@@ -38,6 +38,7 @@ __all__ = [
     "read_path",
     "send_binary_path",
     "send_text_path",
+    "SocketTransport",
 ]
 
 IMPLEMENTATION = "python"
@@ -539,6 +540,11 @@ def send_text_path(ws: Any, data: Any, compress: Optional[bool] = None) -> None:
     extension for a whole message sent as one plain frame).
     """
     ws._send_text(data, compress)
+
+
+SocketTransport: Optional[type] = None
+"""The extension's socket transport for selector event loops; without it
+(here) wsfast uses the event loop's own transports."""
 
 
 # ---------------------------------------------------------------- UTF-8

@@ -34,6 +34,7 @@ from libc.string cimport memcpy
 cimport cython
 
 import os
+from socket import AF_INET, AF_INET6, IPPROTO_TCP, TCP_NODELAY, SHUT_WR as socket_SHUT_WR
 
 from wsfast.exceptions import FrameError
 
@@ -868,13 +869,17 @@ def read_path(ws, Py_ssize_t nbytes):
     automatic replies, closing) goes through the transport's and the
     connection's Python methods (``ws._read`` for a whole read).
     """
+    _read(ws, nbytes)
+
+
+cdef int _read(object ws, Py_ssize_t nbytes) except -1:
     cdef object conn = _conn(ws)
     cdef object sink
     cdef object reader
     cdef list frames
     if conn is None:
         ws._read(nbytes)
-        return
+        return 0
     sink = _slot(conn, C_SINK)
     reader = _slot(conn, C_READER)
     if (
@@ -886,7 +891,7 @@ def read_path(ws, Py_ssize_t nbytes):
         or type(reader) is not FrameReader
     ):
         ws._read(nbytes)
-        return
+        return 0
     _set_slot(ws, W_BATCH, [])
     frames = []
     try:
@@ -904,16 +909,414 @@ def read_path(ws, Py_ssize_t nbytes):
     except Exception as exc:  # a listener callback failed
         ws._flush()
         ws._internal_error(exc)
-        return
+        return 0
     if _slot(conn, C_OUT) or _slot(conn, C_STATE) is not _OPEN:
         ws._after_input()  # automatic replies, or closing
-        return
+        return 0
     batch = _slot(ws, W_BATCH)
     _set_slot(ws, W_BATCH, None)
     if batch:
         transport = _slot(ws, W_TRANSPORT)
-        if transport is not None:
-            transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        if type(transport) is SocketTransport:
+            (<SocketTransport>transport)._write(data)
+        elif transport is not None:
+            transport.write(data)
+    return 0
+
+
+# ---------------------------------------------------------------- the socket transport
+
+cdef extern from "_socket.h" nogil:
+    enum: WSF_IOV_MAX
+    ctypedef struct wsf_iov:
+        const void *base
+        size_t len
+    ptrdiff_t wsf_recv(int fd, void *buf, size_t n)
+    ptrdiff_t wsf_send(int fd, const void *buf, size_t n)
+    ptrdiff_t wsf_sendv(int fd, const wsf_iov *bufs, int count)
+    bint wsf_would_block(ptrdiff_t result)
+
+cdef object _logger = None  # asyncio's logger, as asyncio's transports use
+cdef object _TransportSocket = None  # asyncio.trsock.TransportSocket
+
+
+cdef class SocketTransport:
+    """An asyncio transport over a connected, non-blocking stream socket,
+    for selector event loops: wsfast's own, compiled.
+
+    It behaves as asyncio's own socket transport (write buffer limits and
+    ``pause_writing``/``resume_writing``, ``pause_reading``/``resume_reading``,
+    ``close`` once the buffer has drained, ``abort``, ``write_eof``,
+    ``get_extra_info`` with ``socket``, ``sockname`` and ``peername``), and
+    differs in what it costs: a read goes from ``recv`` into a
+    :class:`~wsfast.asyncio.transport.WebSocketTransport`'s buffer and on to
+    the compiled read path with no Python call in between; a write is one
+    ``send``; what a write leaves unsent stays a reference to its ``bytes``
+    (no copy) and queued writes go out together in one ``sendmsg``.
+    """
+
+    cdef object _loop
+    cdef object _sock
+    cdef int _fd
+    cdef object _protocol
+    cdef bint _ws  # the protocol is a WebSocketTransport with the compiled read path
+    cdef dict _extra
+    cdef list _pending  # bytes objects waiting to be sent, the first from _sent on
+    cdef Py_ssize_t _sent
+    cdef Py_ssize_t _size  # bytes waiting
+    cdef Py_ssize_t _high
+    cdef Py_ssize_t _low
+    cdef bint _closing
+    cdef bint _paused
+    cdef bint _eof
+    cdef bint _writing_paused
+    cdef int _conn_lost
+    cdef object _on_read  # the bound methods registered with the loop
+    cdef object _on_write
+    cdef object __weakref__
+
+    def __init__(self, loop, sock, protocol, extra=None):
+        """Wrap ``sock`` (connected; made non-blocking, TCP_NODELAY on TCP);
+        ``protocol.connection_made`` follows on the loop, as with asyncio."""
+        global _logger, _TransportSocket
+        if _logger is None:
+            import logging
+            from asyncio.trsock import TransportSocket
+
+            _logger = logging.getLogger("asyncio")
+            _TransportSocket = TransportSocket
+        sock.setblocking(False)
+        if sock.family in (AF_INET, AF_INET6):
+            sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._extra = dict(extra) if extra else {}
+        self._extra["socket"] = _TransportSocket(sock)
+        for name, get in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
+            if name not in self._extra:
+                try:
+                    self._extra[name] = get()
+                except OSError:
+                    self._extra[name] = None
+        self._pending = []
+        self._high = 65536
+        self._low = 16384
+        self._on_read = self._read_ready
+        self._on_write = self._write_ready
+        self.set_protocol(protocol)
+        loop.call_soon(self._connection_made)
+
+    def __repr__(self):
+        state = "closed" if self._conn_lost else "closing" if self._closing else "open"
+        return f"<wsfast.SocketTransport fd={self._fd} {state} pending={self._size}>"
+
+    def _connection_made(self):
+        try:
+            self._protocol.connection_made(self)
+        finally:
+            if not self._closing and not self._paused:
+                self._loop.add_reader(self._fd, self._on_read)
+
+    # ------------------------------------------------------------ reading
+
+    def _read_ready(self):
+        cdef Py_buffer view
+        cdef ptrdiff_t n
+        if self._conn_lost:
+            return
+        protocol = self._protocol
+        try:
+            PyObject_GetBuffer(_slot(protocol, W_VIEW) if self._ws else protocol.get_buffer(-1), &view, PyBUF_WRITABLE)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return
+        if view.len == 0:
+            PyBuffer_Release(&view)
+            self._fatal_error(RuntimeError("get_buffer() returned an empty buffer"), "Fatal error: protocol.get_buffer() call failed.")
+            return
+        n = wsf_recv(self._fd, view.buf, <size_t>view.len)
+        PyBuffer_Release(&view)
+        if n > 0:
+            try:
+                if self._ws:
+                    _read(protocol, n)
+                else:
+                    protocol.buffer_updated(n)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+        elif n == 0:
+            self._read_eof()
+        elif not wsf_would_block(n):
+            self._fatal_error(OSError(-n, os.strerror(-n)), "Fatal read error on socket transport")
+
+    def _read_eof(self):
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if keep_open:
+            # Half-closed: stop reading; close() or the peer's reset ends it.
+            self._loop.remove_reader(self._fd)
+        else:
+            self.close()
+
+    def is_reading(self):
+        return not self._paused and not self._closing
+
+    def pause_reading(self):
+        if self._paused or self._closing:
+            return
+        self._paused = True
+        self._loop.remove_reader(self._fd)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._loop.add_reader(self._fd, self._on_read)
+
+    # ------------------------------------------------------------ writing
+
+    def write(self, data):
+        """Send ``data`` (bytes-like), or queue what the socket does not take."""
+        if not PyObject_CheckBuffer(data) or isinstance(data, str):
+            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        self._write(data)
+
+    def writelines(self, list_of_data):
+        self.write(b"".join(list_of_data))
+
+    cdef int _write(self, object data) except -1:
+        cdef Py_buffer view
+        cdef ptrdiff_t n
+        cdef Py_ssize_t size
+        cdef const char *start
+        cdef int acquired = 0
+        if PyBytes_CheckExact(data):
+            start = PyBytes_AS_STRING(data)
+            size = PyBytes_GET_SIZE(data)
+        else:
+            acquired = _read_buffer(data, &view)
+            start = <const char *>view.buf
+            size = view.len
+        try:
+            if size == 0:
+                return 0
+            if self._conn_lost:
+                if self._conn_lost >= 5:
+                    _logger.warning("socket.send() raised exception.")
+                self._conn_lost += 1
+                return 0
+            if self._pending:
+                # Behind queued bytes; the caller may reuse a mutable buffer.
+                self._pending.append(data if PyBytes_CheckExact(data) else PyBytes_FromStringAndSize(start, size))
+                self._size += size
+            else:
+                n = wsf_send(self._fd, start, <size_t>size)
+                if n == size:
+                    return 0
+                if n < 0:
+                    if not wsf_would_block(n):
+                        self._fatal_error(OSError(-n, os.strerror(-n)), "Fatal write error on socket transport")
+                        return 0
+                    n = 0
+                if PyBytes_CheckExact(data):
+                    self._pending.append(data)  # by reference: no copy of the rest
+                    self._sent = n
+                else:
+                    self._pending.append(PyBytes_FromStringAndSize(start + n, size - n))
+                    self._sent = 0
+                self._size = size - n
+                self._loop.add_writer(self._fd, self._on_write)
+        finally:
+            _release(&view, acquired)
+        self._maybe_pause_protocol()
+        return 0
+
+    def _write_ready(self):
+        cdef wsf_iov bufs[WSF_IOV_MAX]
+        cdef list pending = self._pending
+        cdef Py_ssize_t count = min(len(pending), <Py_ssize_t>WSF_IOV_MAX)
+        cdef Py_ssize_t i, done
+        cdef ptrdiff_t n
+        cdef Py_ssize_t skip = self._sent
+        if self._conn_lost or not count:
+            return
+        for i in range(count):
+            item = pending[i]
+            bufs[i].base = PyBytes_AS_STRING(item) + skip
+            bufs[i].len = <size_t>(PyBytes_GET_SIZE(item) - skip)
+            skip = 0
+        n = wsf_sendv(self._fd, bufs, <int>count)
+        if n < 0:
+            if wsf_would_block(n):
+                return
+            self._loop.remove_writer(self._fd)
+            pending.clear()
+            self._size = 0
+            self._sent = 0
+            self._fatal_error(OSError(-n, os.strerror(-n)), "Fatal write error on socket transport")
+            return
+        self._size -= n
+        n += self._sent
+        done = 0
+        while done < count and n >= PyBytes_GET_SIZE(pending[done]):
+            n -= PyBytes_GET_SIZE(pending[done])
+            done += 1
+        del pending[:done]
+        self._sent = n
+        self._maybe_resume_protocol()  # may write more
+        if not pending:
+            self._loop.remove_writer(self._fd)
+            if self._closing:
+                self._call_connection_lost(None)
+            elif self._eof:
+                self._sock.shutdown(socket_SHUT_WR)
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._pending:
+            self._sock.shutdown(socket_SHUT_WR)
+
+    def get_write_buffer_size(self):
+        return self._size
+
+    def get_write_buffer_limits(self):
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = 65536 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high = high
+        self._low = low
+        self._maybe_pause_protocol()
+
+    cdef int _maybe_pause_protocol(self) except -1:
+        if self._size <= self._high or self._writing_paused:
+            return 0
+        self._writing_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed",
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        return 0
+
+    cdef int _maybe_resume_protocol(self) except -1:
+        if not self._writing_paused or self._size > self._low:
+            return 0
+        self._writing_paused = False
+        try:
+            self._protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.resume_writing() failed",
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        return 0
+
+    # ------------------------------------------------------------ closing
+
+    def is_closing(self):
+        return self._closing
+
+    def close(self):
+        """Stop reading; close the socket once the queued bytes are sent."""
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        if not self._pending:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self):
+        """Close the socket now; queued bytes are dropped."""
+        self._force_close(None)
+
+    def _fatal_error(self, exc, message):
+        if isinstance(exc, OSError):  # the peer went away: not worth a traceback
+            if self._loop.get_debug():
+                _logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc):
+        if self._conn_lost:
+            return
+        if self._pending:
+            self._pending.clear()
+            self._size = 0
+            self._sent = 0
+            self._loop.remove_writer(self._fd)
+        if not self._closing:
+            self._closing = True
+            self._loop.remove_reader(self._fd)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc):
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+            self._protocol = None
+            self._ws = False
+
+    # ------------------------------------------------------------ the rest of asyncio.Transport
+
+    def get_extra_info(self, name, default=None):
+        return self._extra.get(name, default)
+
+    def set_protocol(self, protocol):
+        if _Transport is None:
+            _import_classes()
+        self._protocol = protocol
+        cls = type(protocol)
+        self._ws = (
+            isinstance(protocol, _Transport)
+            and getattr(cls, "get_buffer", None) is get_buffer_path
+            and getattr(cls, "buffer_updated", None) is read_path
+        )
+
+    def get_protocol(self):
+        return self._protocol
 
 
 # ---------------------------------------------------------------- UTF-8

@@ -45,6 +45,7 @@ get_buffer_path = _impl.get_buffer_path
 read_path = _impl.read_path
 send_binary_path = _impl.send_binary_path
 send_text_path = _impl.send_text_path
+SocketTransport = _impl.SocketTransport
 
 __all__ = [
     "HAS_SPEEDUPS",
@@ -68,4 +69,5 @@ __all__ = [
     "read_path",
     "send_binary_path",
     "send_text_path",
+    "SocketTransport",
 ]

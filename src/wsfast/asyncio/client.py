@@ -17,6 +17,7 @@ from .connection import WebSocket
 from .listener import Listener
 from .options import Options
 from .server import _split
+from .sockets import connect_socket, usable, wrap
 from .transport import WebSocketTransport
 
 __all__ = ["connect", "create_connection", "parse_uri", "WebSocketURI"]
@@ -117,11 +118,21 @@ async def create_connection(
     )
     ws = WebSocketTransport(conn, options, listener=listener)
     loop = asyncio.get_running_loop()
+    # wsfast's socket transport where it applies and no option asks for the
+    # loop's own connection logic (local_addr, happy eyeballs...).
+    own_transport = usable(loop, ssl, options.own_transport) and set(loop_kwargs) <= {"family"}
+    transports: list[Any] = []
 
     async def open_and_handshake() -> None:
         if ssl is not None:
             loop_kwargs["server_hostname"] = server_hostname or wsuri.host
-        if path is not None:
+        if own_transport:
+            if sock is None:
+                connected = await connect_socket(loop, wsuri.host, wsuri.port, path=path, **loop_kwargs)
+            else:
+                connected = sock
+            transports.append(wrap(loop, connected, ws))
+        elif path is not None:
             await loop.create_unix_connection(lambda: ws, path, sock=sock, ssl=ssl, **loop_kwargs)
         elif sock is not None:
             await loop.create_connection(lambda: ws, sock=sock, ssl=ssl, **loop_kwargs)
@@ -136,6 +147,8 @@ async def create_connection(
             await asyncio.wait_for(open_and_handshake(), options.open_timeout)
     except BaseException:
         ws.abort()
+        for transport in transports:  # before connection_made: ws has no transport
+            transport.abort()
         raise
     return ws
 

@@ -49,6 +49,11 @@ class Options:
     Delivery:
         text_as_bytes: text messages as validated UTF-8 ``bytes``.
         stream_messages: messages as fragments when they arrive.
+    I/O:
+        own_transport: on asyncio's standard (selector) event loop, run
+            plain ``ws://`` connections on wsfast's compiled socket transport
+            (:mod:`wsfast.asyncio.sockets`); ``False``: the loop's own.
+            Ignored with TLS, uvloop, or the pure-Python codec.
     """
 
     max_message_size: Optional[int] = MAX_MESSAGE_SIZE
@@ -69,6 +74,7 @@ class Options:
     extra_headers: Sequence[tuple[str, str]] = ()
     text_as_bytes: bool = False
     stream_messages: bool = False
+    own_transport: bool = True
 
     def connection_options(self) -> dict[str, Any]:
         """The keyword arguments that a server's and a client's

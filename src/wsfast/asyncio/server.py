@@ -23,6 +23,7 @@ from ..http11 import Request, Response
 from ..protocol import ServerConnection, State
 from .connection import WebSocket
 from .options import Options
+from .sockets import Acceptor, usable
 from .transport import RequestResult, WebSocketTransport
 
 __all__ = ["Server", "serve", "create_server", "Handler", "ProcessRequest"]
@@ -63,6 +64,10 @@ class Server:
         self.connections: set[WebSocketTransport] = set()
         self._factory = factory
         self._server: Optional[asyncio.Server] = None
+        # Accepts onto wsfast's socket transport (see wsfast.asyncio.sockets),
+        # or None: the event loop's server accepts.
+        self._acceptor: Optional[Acceptor] = None
+        self._forever: Optional[asyncio.Future[None]] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -108,8 +113,7 @@ class Server:
     def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting connections and close the open ones with ``code``."""
         self._closing = True
-        if self._server is not None:
-            self._server.close()
+        self._stop_listening()
         for ws in list(self.connections):
             if ws.conn.state is State.OPEN:
                 try:
@@ -128,9 +132,27 @@ class Server:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled."""
+        """Serve until cancelled (or closed: then it raises CancelledError)."""
         assert self._server is not None
-        await self._server.serve_forever()
+        if self._acceptor is None:
+            await self._server.serve_forever()
+            return
+        if self._forever is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        self._forever = asyncio.get_running_loop().create_future()
+        try:
+            await self._forever
+        finally:
+            self._forever = None
+            self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.close()
+        if self._server is not None:
+            self._server.close()
+        if self._forever is not None:
+            self._forever.cancel()
 
     async def __aenter__(self) -> Server:
         return self
@@ -150,12 +172,17 @@ class Server:
         **kwargs: Any,
     ) -> Server:
         loop = asyncio.get_running_loop()
+        own_transport = usable(loop, ssl, self.options.own_transport)
+        if own_transport:
+            kwargs["start_serving"] = False
         if path is not None or (sock is not None and sock.family == getattr(socket, "AF_UNIX", None)):
             self._server = await loop.create_unix_server(self._protocol, path, sock=sock, ssl=ssl, **kwargs)
         elif sock is not None:
             self._server = await loop.create_server(self._protocol, sock=sock, ssl=ssl, **kwargs)
         else:
             self._server = await loop.create_server(self._protocol, host, port, ssl=ssl, **kwargs)
+        if own_transport:
+            self._acceptor = Acceptor(loop, self._server.sockets, self._protocol, kwargs.get("backlog", 100))
         return self
 
 

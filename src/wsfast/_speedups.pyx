@@ -937,6 +937,9 @@ cdef extern from "_socket.h" nogil:
     ptrdiff_t wsf_sendv(int fd, const wsf_iov *bufs, int count)
     bint wsf_would_block(ptrdiff_t result)
 
+cdef enum:
+    MAX_READS_PER_EVENT = 16  # back-to-back reads of one readiness event, at most
+
 cdef object _logger = None  # asyncio's logger, as asyncio's transports use
 cdef object _TransportSocket = None  # asyncio.trsock.TransportSocket
 
@@ -1022,10 +1025,21 @@ cdef class SocketTransport:
     # ------------------------------------------------------------ reading
 
     def _read_ready(self):
+        # A read that fills the buffer leaves more behind, most likely: read
+        # again at once rather than after another turn of the event loop
+        # (a large message arrives in a few calls instead of a few turns).
+        cdef int rounds = 0
+        while self._read_once() and rounds < MAX_READS_PER_EVENT:
+            rounds += 1
+
+    cdef bint _read_once(self) except -1:
+        """One recv into the protocol's buffer; ``True`` if it filled the
+        buffer and reading goes on."""
         cdef Py_buffer view
         cdef ptrdiff_t n
-        if self._conn_lost:
-            return
+        cdef Py_ssize_t size
+        if self._conn_lost or self._paused or self._closing:
+            return False
         protocol = self._protocol
         try:
             PyObject_GetBuffer(_slot(protocol, W_VIEW) if self._ws else protocol.get_buffer(-1), &view, PyBUF_WRITABLE)
@@ -1033,12 +1047,13 @@ cdef class SocketTransport:
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-            return
-        if view.len == 0:
+            return False
+        size = view.len
+        if size == 0:
             PyBuffer_Release(&view)
             self._fatal_error(RuntimeError("get_buffer() returned an empty buffer"), "Fatal error: protocol.get_buffer() call failed.")
-            return
-        n = wsf_recv(self._fd, view.buf, <size_t>view.len)
+            return False
+        n = wsf_recv(self._fd, view.buf, <size_t>size)
         PyBuffer_Release(&view)
         if n > 0:
             try:
@@ -1050,10 +1065,13 @@ cdef class SocketTransport:
                 raise
             except BaseException as exc:
                 self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
-        elif n == 0:
+                return False
+            return n == size
+        if n == 0:
             self._read_eof()
         elif not wsf_would_block(n):
             self._fatal_error(OSError(-n, os.strerror(-n)), "Fatal read error on socket transport")
+        return False
 
     def _read_eof(self):
         try:

@@ -140,6 +140,16 @@ def raise_fd_limit() -> int:
     return hard
 
 
+def wsfast_description(api: str, tls: Any = None) -> str:
+    """wsfast's version, ``api``, its codec and, on asyncio's standard loop
+    without TLS, its own socket transport (the event loop is set by then)."""
+    from .. import IMPLEMENTATION, __version__
+    from ..asyncio.sockets import usable
+
+    own = usable(asyncio.get_event_loop(), tls, True)
+    return f"wsfast {__version__}, {api}, {IMPLEMENTATION} codec" + (", wsfast's socket transport" if own else "")
+
+
 def import_optional(name: str) -> Any:
     """Import an optional package by its name in :data:`PEER_MODULES`."""
     return importlib.import_module(PEER_MODULES[name])

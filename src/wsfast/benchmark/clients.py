@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Any, Awaitable, Callable, Optional
 
-from ._common import CpuMeter, Window, import_module, import_optional, payload
+from ._common import CpuMeter, Window, import_module, import_optional, payload, wsfast_description
 from .driver import Driver
 from .servers import MAX_SIZE
 
@@ -111,9 +111,7 @@ class WsfastClient(Client):
         await conn.ws.wait_closed()
 
     def description(self) -> str:
-        from .. import IMPLEMENTATION, __version__
-
-        return f"wsfast {__version__}, callback API (create_connection), {IMPLEMENTATION} codec"
+        return wsfast_description("callback API (create_connection)")
 
 
 class WsfastConnect(Client):
@@ -125,9 +123,7 @@ class WsfastConnect(Client):
         return await connect(uri, deflate=None, max_message_size=MAX_SIZE)
 
     def description(self) -> str:
-        from .. import IMPLEMENTATION, __version__
-
-        return f"wsfast {__version__}, awaitable API (connect), {IMPLEMENTATION} codec"
+        return wsfast_description("awaitable API (connect)")
 
 
 class WebsocketsClient(Client):

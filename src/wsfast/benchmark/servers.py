@@ -15,7 +15,7 @@ import asyncio
 import ssl
 from typing import Any, Awaitable, Callable, Optional
 
-from ._common import import_module, import_optional
+from ._common import import_module, import_optional, wsfast_description
 from .driver import GREETING
 
 __all__ = ["SERVERS", "MAX_SIZE"]
@@ -73,12 +73,6 @@ def _wsfast_options(deflate: bool, keepalive: bool) -> dict[str, Any]:
     return options
 
 
-def _wsfast_description(api: str) -> str:
-    from .. import IMPLEMENTATION, __version__
-
-    return f"wsfast {__version__}, {api}, {IMPLEMENTATION} codec"
-
-
 async def _wsfast(app: str, tls: Optional[ssl.SSLContext], deflate: bool, keepalive: bool) -> tuple[int, str]:
     from ..asyncio import Listener, WebSocketTransport, broadcast, create_server
 
@@ -101,7 +95,7 @@ async def _wsfast(app: str, tls: Optional[ssl.SSLContext], deflate: bool, keepal
     )
     holder.append(server)
     _keep.append(server)
-    return server.port, _wsfast_description("callback API (create_server)")
+    return server.port, wsfast_description("callback API (create_server)", tls)
 
 
 async def _wsfast_serve(app: str, tls: Optional[ssl.SSLContext], deflate: bool, keepalive: bool) -> tuple[int, str]:
@@ -125,7 +119,7 @@ async def _wsfast_serve(app: str, tls: Optional[ssl.SSLContext], deflate: bool, 
         echo if app == "echo" else fan_out, "127.0.0.1", 0, ssl=tls, backlog=1024, **_wsfast_options(deflate, keepalive)
     )
     _keep.append(server)
-    return server.port, _wsfast_description("awaitable API (serve)")
+    return server.port, wsfast_description("awaitable API (serve)", tls)
 
 
 async def _websockets(app: str, tls: Optional[ssl.SSLContext], deflate: bool, keepalive: bool) -> tuple[int, str]:

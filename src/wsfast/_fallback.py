@@ -543,8 +543,8 @@ def send_text_path(ws: Any, data: Any, compress: Optional[bool] = None) -> None:
 
 
 SocketTransport: Optional[type] = None
-"""The extension's socket transport for selector event loops; without it
-(here) wsfast uses the event loop's own transports."""
+"""The extension's socket transport; without it (here) wsfast uses the event
+loop's own transports."""
 
 
 # ---------------------------------------------------------------- UTF-8

@@ -945,8 +945,9 @@ cdef object _TransportSocket = None  # asyncio.trsock.TransportSocket
 
 
 cdef class SocketTransport:
-    """An asyncio transport over a connected, non-blocking stream socket,
-    for selector event loops: wsfast's own, compiled.
+    """An asyncio transport over a connected, non-blocking stream socket, on
+    any event loop with ``add_reader``/``add_writer`` (asyncio's selector
+    loops, uvloop): wsfast's own, compiled. POSIX only.
 
     It behaves as asyncio's own socket transport (write buffer limits and
     ``pause_writing``/``resume_writing``, ``pause_reading``/``resume_reading``,

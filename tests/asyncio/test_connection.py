@@ -389,7 +389,9 @@ def test_read_backpressure() -> None:
     async def handler(ws: WebSocket) -> None:
         state["ws"] = ws
         await state["release"].wait()
-        state["received"] = [await ws.recv() for _ in range(state["count"])]
+        received = [await ws.recv() for _ in range(state["count"])]
+        state["reading"] = ws.transport.transport.is_reading()  # before the handler's return closes it
+        state["received"] = received
 
     async def main() -> None:
         state["release"] = asyncio.Event()
@@ -421,7 +423,7 @@ def test_read_backpressure() -> None:
                 await asyncio.wait_for(blocked, 5)
                 await eventually(lambda: "received" in state, timeout=5)
                 assert state["received"] == sent
-                assert server_ws.transport.transport.is_reading()
+                assert state["reading"]
 
     run(main(), 30)
 

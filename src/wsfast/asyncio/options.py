@@ -50,10 +50,10 @@ class Options:
         text_as_bytes: text messages as validated UTF-8 ``bytes``.
         stream_messages: messages as fragments when they arrive.
     I/O:
-        own_transport: on asyncio's standard (selector) event loop, run
-            plain ``ws://`` connections on wsfast's compiled socket transport
-            (:mod:`wsfast.asyncio.sockets`); ``False``: the loop's own.
-            Ignored with TLS, uvloop, or the pure-Python codec.
+        own_transport: run plain ``ws://`` connections on wsfast's compiled
+            socket transport (:mod:`wsfast.asyncio.sockets`) on asyncio's
+            standard event loop and on uvloop; ``False``: the loop's own.
+            Ignored with TLS, on Windows, or with the pure-Python codec.
     """
 
     max_message_size: Optional[int] = MAX_MESSAGE_SIZE

@@ -1,15 +1,17 @@
-"""wsfast's own socket transport on asyncio's selector event loops.
+"""wsfast's own socket transport on asyncio's selector event loops and uvloop.
 
-On the standard asyncio event loop (a selector loop; not uvloop, not the
-proactor loop on Windows), plain ``ws://`` connections run on the compiled
-:class:`~wsfast.codec.SocketTransport` rather than asyncio's own transport:
-reads go from the socket to the compiled read path with no Python call in
-between, and large writes are sent by reference, where asyncio copies what
-a write leaves unsent. This module decides where it applies, accepts a
-server's connections onto it, and connects a client's socket for it.
+On the standard asyncio event loop (a selector loop) and on uvloop, plain
+``ws://`` connections run on the compiled
+:class:`~wsfast.codec.SocketTransport` rather than the loop's own transport:
+a read goes from ``recv`` to the compiled read path with no Python call in
+between, reads that fill the buffer are repeated at once, and large writes
+are sent by reference (Python 3.11's asyncio copies what a write leaves
+unsent). It needs only the loop's ``add_reader``/``add_writer``. This module
+decides where it applies, accepts a server's connections onto it, and
+connects a client's socket for it.
 
-Everywhere else (TLS, uvloop, the pure-Python codec, the option
-``own_transport=False``) the event loop's own transports are used.
+Everywhere else (TLS, Windows, other event loops, the pure-Python codec, the
+option ``own_transport=False``) the event loop's own transports are used.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ ACCEPT_RETRY_DELAY = 1.0
 
 
 def usable(loop: asyncio.AbstractEventLoop, ssl: Any, own_transport: bool) -> bool:
-    """Whether connections on ``loop`` can run on wsfast's socket transport."""
+    """Whether connections on ``loop`` can run on wsfast's socket transport:
+    asyncio's selector loops and uvloop, without TLS, with the extension."""
     return (
         own_transport
         and ssl is None
         and SocketTransport is not None
         and sys.platform != "win32"
-        and isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        and (isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop) or type(loop).__module__ == "uvloop")
     )
 
 

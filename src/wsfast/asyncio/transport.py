@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from typing import Any, Awaitable, Callable, Optional, Union, cast
 
 from ..codec import get_buffer_path, read_path, send_binary_path, send_text_path
@@ -234,7 +235,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             raise ValueError("a ping with this payload is already waiting")
         frame = self.conn.send_ping(data)
         self._write(frame)
-        self._pings[data] = (self._loop.time(), future)
+        self._pings[data] = (time.perf_counter(), future)
 
     def pong(self, data: bytes = b"") -> None:
         """Send an unsolicited pong."""
@@ -603,7 +604,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         pings = self._pings
         if data not in pings:
             return
-        now = self._loop.time()
+        now = time.perf_counter()  # not loop.time(): uvloop counts whole milliseconds
         keepalive = False
         # A pong answers its ping and every earlier one (RFC 6455 section 5.5.3).
         for payload in list(pings):

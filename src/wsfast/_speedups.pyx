@@ -400,19 +400,23 @@ def build_frame(Py_ssize_t opcode, payload, fin=True, Py_ssize_t rsv=0, mask=Non
     ``True`` for a fresh key from :func:`mask_key` (client side), or a 4-byte
     key. The frame is written in one buffer in one pass.
     """
+    cdef int op, bits
+    _check_opcode_rsv(opcode, rsv, &op, &bits)
+    return _build_frame(op, payload, fin, bits, mask)
+
+
+cdef bytes _build_frame(int op, object payload, bint is_fin, int bits, object mask):
+    """:func:`build_frame` once its opcode and RSV bits are checked."""
     cdef Py_buffer view
     cdef int acquired
     cdef unsigned char head[14]
     cdef unsigned char key[4]
     cdef Py_ssize_t size
     cdef bint masked = not (mask is None or mask is False)
-    cdef bint is_fin = fin
     cdef bytes out
     cdef unsigned char *dst
-    cdef int op, bits
     acquired = _read_buffer(payload, &view)
     try:
-        _check_opcode_rsv(opcode, rsv, &op, &bits)
         _check_build(op, <unsigned long long>view.len, is_fin, bits)
         if masked:
             if mask is True:
@@ -816,7 +820,7 @@ cdef bint _send_plain(ws, data, compress, int opcode) except -1:
     deflate = _slot(conn, C_DEFLATE)
     if deflate is not None and len(payload) >= deflate.threshold:
         return False
-    frame = build_frame(opcode, payload, True, 0, _slot(conn, C_MASK))
+    frame = _build_frame(opcode, payload, True, 0, _slot(conn, C_MASK))
     batch = _slot(ws, W_BATCH)
     if batch is None:
         ws._write(frame)

@@ -1235,37 +1235,31 @@ cdef class SocketTransport:
         self._maybe_pause_protocol()
 
     cdef int _maybe_pause_protocol(self) except -1:
-        if self._size <= self._high or self._writing_paused:
-            return 0
-        self._writing_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+        if self._size > self._high and not self._writing_paused:
+            self._writing_paused = True
+            self._tell_protocol("pause_writing")
         return 0
 
     cdef int _maybe_resume_protocol(self) except -1:
-        if not self._writing_paused or self._size > self._low:
-            return 0
-        self._writing_paused = False
+        if self._writing_paused and self._size <= self._low:
+            self._writing_paused = False
+            self._tell_protocol("resume_writing")
+        return 0
+
+    cdef int _tell_protocol(self, str method) except -1:
+        """Call ``protocol.<method>()``; a failure goes to the loop's exception handler."""
         try:
-            self._protocol.resume_writing()
+            getattr(self._protocol, method)()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.resume_writing() failed",
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+            self._report(f"protocol.{method}() failed", exc)
+        return 0
+
+    cdef int _report(self, str message, object exc) except -1:
+        self._loop.call_exception_handler(
+            {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
+        )
         return 0
 
     # ------------------------------------------------------------ closing
@@ -1292,12 +1286,7 @@ cdef class SocketTransport:
             if self._loop.get_debug():
                 _logger.debug("%r: %s", self, message, exc_info=True)
         else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+            self._report(message, exc)
         self._force_close(exc)
 
     def _force_close(self, exc):

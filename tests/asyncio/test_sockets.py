@@ -122,6 +122,13 @@ async def receive_until_eof(peer: socket.socket, timeout: float = 10.0) -> bytes
     return bytes(out)
 
 
+async def close_both(transport: Any, protocol: Recorder, peer: socket.socket) -> None:
+    """Close the transport, wait for connection_lost, close the peer."""
+    transport.close()
+    await asyncio.wait_for(protocol.done.wait(), 5)
+    peer.close()
+
+
 def transport_case(body: Callable[[str], Any]) -> Any:
     """Run ``body(kind)`` for each of CASES."""
 
@@ -190,9 +197,7 @@ async def test_backpressure_and_a_large_write_intact(kind: str) -> None:
     assert hashlib.sha256(received).digest() == hashlib.sha256(expected).digest()
     await eventually(lambda: transport.get_write_buffer_size() == 0)
     assert protocol.events == ["made", "pause", "resume"]
-    transport.close()
-    await asyncio.wait_for(protocol.done.wait(), 5)
-    peer.close()
+    await close_both(transport, protocol, peer)
 
 
 @transport_case
@@ -264,9 +269,7 @@ async def test_write_eof_half_closes(kind: str) -> None:
     loop = asyncio.get_running_loop()
     await loop.sock_sendall(peer, b"reply")  # the other direction still works
     await eventually(lambda: protocol.data == b"reply")
-    transport.close()
-    await asyncio.wait_for(protocol.done.wait(), 5)
-    peer.close()
+    await close_both(transport, protocol, peer)
 
 
 @transport_case
@@ -329,9 +332,7 @@ async def test_write_buffer_limits(kind: str) -> None:
     assert transport.get_write_buffer_limits() == (100, 400)
     with pytest.raises(ValueError):
         transport.set_write_buffer_limits(high=10, low=20)
-    transport.close()
-    await asyncio.wait_for(protocol.done.wait(), 5)
-    peer.close()
+    await close_both(transport, protocol, peer)
 
 
 # ---------------------------------------------------------------- where it is used

@@ -323,6 +323,29 @@ async def test_a_failing_protocol_is_reported_and_closed(kind: str) -> None:
 
 
 @transport_case
+async def test_a_failing_pause_writing_is_reported(kind: str) -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    protocol = Recorder()
+    failure = ValueError("cannot pause")
+
+    def pause_writing() -> None:
+        raise failure
+
+    protocol.pause_writing = pause_writing  # type: ignore[method-assign]
+    transport, peer = await pair(kind, protocol)
+    transport.write(bytes(8 * 1024 * 1024))
+    assert [(context["message"], context["exception"]) for context in reported] == [
+        ("protocol.pause_writing() failed", failure)
+    ]
+    assert not transport.is_closing()  # reported, not fatal
+    transport.abort()  # the peer reads nothing: close() would wait for ever
+    await asyncio.wait_for(protocol.done.wait(), 5)
+    peer.close()
+
+
+@transport_case
 async def test_write_buffer_limits(kind: str) -> None:
     protocol = Recorder()
     transport, peer = await pair(kind, protocol)

@@ -10,7 +10,16 @@ binary messages of ``--size`` bytes, and of the raw TCP echo's
 the same fake transport. Each figure is (instructions of N calls - those of
 0 calls) / N, so start-up is left out.
 
-Run: ``PYTHONPATH=src python bench/instructions.py [--size 64] [--per-read 1]``
+With ``--picows`` it compares wsfast with picows instead, both writing to a
+real TCP socket as they do in service (wsfast through its socket transport,
+picows with its own ``send()`` on the socket): the instructions of one
+``buffer_updated`` call of an open server connection echoing one message,
+the frame already in the connection's read buffer (the transports' reads are
+left out on both sides; the peer socket never reads, so the run is kept to
+what the socket's buffers hold: messages up to 1 KiB, where per-message work
+decides; larger ones are ranked clearly by time in ``wsfast bench``).
+
+Run: ``PYTHONPATH=src python bench/instructions.py [--size 64] [--per-read 1] [--picows]``
 (``WSFAST_PURE_PYTHON=1`` for the fallback codec). Needs valgrind.
 """
 
@@ -20,10 +29,13 @@ import argparse
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import sys
+from typing import Any
 
 CALLS = 20_000
+SOCKET_BYTES = 2_000_000  # what a loopback socket's buffers hold for sure (--picows)
 
 
 def _raw_echo(calls: int, size: int) -> None:
@@ -72,6 +84,93 @@ def _wsfast_echo(calls: int, size: int, per_read: int) -> None:
     asyncio.run(main())
 
 
+def _socket_pair() -> socket.socket:
+    """The server end of a TCP connection on 127.0.0.1 whose send buffer
+    holds every echo of a run (the other end never reads)."""
+    listening = socket.create_server(("127.0.0.1", 0))
+    peer = socket.create_connection(listening.getsockname())
+    ours, _ = listening.accept()
+    listening.close()
+    _keep.append(peer)
+    option = getattr(socket, "SO_SNDBUFFORCE", socket.SO_SNDBUF)  # root may exceed wmem_max
+    try:
+        ours.setsockopt(socket.SOL_SOCKET, option, 256 * 1024 * 1024)
+    except PermissionError:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * 1024 * 1024)
+    return ours
+
+
+_keep: list[Any] = []
+
+
+def _wsfast_socket_echo(calls: int, size: int) -> None:
+    from server_path import _Echo  # type: ignore[import-not-found]
+
+    from wsfast.asyncio import create_server
+    from wsfast.benchmark._common import frame, payload, upgrade_request
+    from wsfast.codec import SocketTransport
+
+    async def main() -> None:
+        server = await create_server(lambda ws, request: _Echo(), "127.0.0.1", 0, deflate=None, ping_interval=None)
+        ws = server._protocol()
+        transport = SocketTransport(asyncio.get_running_loop(), _socket_pair(), ws)
+        await asyncio.sleep(0)  # connection_made
+        transport.pause_reading()  # the reads come from here
+        head = upgrade_request("127.0.0.1", 1)
+        ws._view[: len(head)] = head
+        ws.buffer_updated(len(head))
+        wire = frame(payload(size), masked=True)
+        ws._view[: len(wire)] = wire
+        read = ws.buffer_updated
+        for _ in range(1000 + calls):
+            read(len(wire))
+        assert transport.get_write_buffer_size() == 0, "the socket's send buffer filled up"
+        ws._cancel_timer()
+        transport.abort()
+        server.close()
+
+    asyncio.run(main())
+
+
+def _picows_echo(calls: int, size: int) -> None:
+    import picows  # type: ignore[import-not-found]
+
+    from wsfast.benchmark._common import frame, payload, upgrade_request
+
+    binary = picows.WSMsgType.BINARY
+
+    class Echo(picows.WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type is binary:
+                transport.send(binary, frame.get_payload_as_memoryview())
+
+    async def main() -> None:
+        # picows's own server protocol, with the loop's transport over our socket.
+        loop = asyncio.get_running_loop()
+        factories: list[Any] = []
+
+        async def capture(factory: Any, **kwargs: Any) -> None:
+            factories.append(factory)
+
+        loop.create_server = capture  # type: ignore[method-assign]
+        await picows.ws_create_server(lambda request: Echo(), "127.0.0.1", 0, use_aiofastnet=False)
+        protocol = factories[0]()
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, _socket_pair())
+        transport.pause_reading()  # the reads come from here
+        head = upgrade_request("127.0.0.1", 1)
+        protocol.get_buffer(-1)[: len(head)] = head
+        protocol.buffer_updated(len(head))
+        wire = frame(payload(size), masked=True)
+        protocol.get_buffer(-1)[: len(wire)] = wire
+        read = protocol.buffer_updated
+        for _ in range(1000 + calls):
+            read(len(wire))
+        assert transport.get_write_buffer_size() == 0, "the socket's send buffer filled up"
+        transport.abort()
+
+    asyncio.run(main())
+
+
 def _count(args: list[str]) -> int:
     """Instructions of this script run with ``args`` under callgrind."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, *args]
@@ -82,17 +181,20 @@ def _count(args: list[str]) -> int:
     return int(match.group(1))
 
 
-def _per_call(kind: str, size: int, per_read: int) -> float:
+def _per_call(kind: str, size: int, per_read: int, calls: int = CALLS) -> float:
     base = _count(["--run", kind, "--calls", "0", "--size", str(size), "--per-read", str(per_read)])
-    full = _count(["--run", kind, "--calls", str(CALLS), "--size", str(size), "--per-read", str(per_read)])
-    return (full - base) / CALLS
+    full = _count(["--run", kind, "--calls", str(calls), "--size", str(size), "--per-read", str(per_read)])
+    return (full - base) / calls
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--per-read", type=int, default=1, help="messages in each read (default 1)")
-    parser.add_argument("--run", choices=["raw", "wsfast"], help=argparse.SUPPRESS)  # the counted child
+    parser.add_argument("--picows", action="store_true", help="compare with picows (writes to a real socket)")
+    parser.add_argument(
+        "--run", choices=["raw", "wsfast", "wsfast-socket", "picows"], help=argparse.SUPPRESS
+    )  # the counted child
     parser.add_argument("--calls", type=int, default=CALLS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -102,7 +204,26 @@ def main() -> int:
     if args.run == "wsfast":
         _wsfast_echo(args.calls, args.size, args.per_read)
         return 0
+    if args.run == "wsfast-socket":
+        _wsfast_socket_echo(args.calls, args.size)
+        return 0
+    if args.run == "picows":
+        _picows_echo(args.calls, args.size)
+        return 0
     import wsfast
+
+    if args.picows:
+        if args.size > 1024:
+            parser.error("--picows counts messages up to 1024 B (larger echoes overflow the socket's buffers)")
+        # Every echo must fit in the socket's buffers (a few MB): fewer calls for larger messages.
+        calls = max(100, min(CALLS, SOCKET_BYTES // (args.size + 14) - 1000))
+        mine = _per_call("wsfast-socket", args.size, 1, calls)
+        theirs = _per_call("picows", args.size, 1, calls)
+        print(f"wsfast {wsfast.__version__}, {wsfast.IMPLEMENTATION} codec, {args.size} B binary echo, one per read")
+        print(f"{mine:10,.0f} instructions per read: wsfast (callback API, its socket transport writes)")
+        print(f"{theirs:10,.0f} instructions per read: picows (WSListener, its own send())")
+        print(f"{theirs / mine:10.2f}x picows' instructions over wsfast's")
+        return 0
 
     raw = _per_call("raw", args.size, 1)
     mine = _per_call("wsfast", args.size, args.per_read)

@@ -12,7 +12,8 @@ the same fake transport. Each figure is (instructions of N calls - those of
 
 With ``--picows`` it compares wsfast with picows instead, both writing to a
 real TCP socket as they do in service (wsfast through its socket transport,
-picows with its own ``send()`` on the socket): the instructions of one
+picows with its own ``send()`` on the socket, on aiofastnet's transport when
+installed, as picows uses by default): the instructions of one
 ``buffer_updated`` call of an open server connection echoing one message,
 the frame already in the connection's read buffer (the transports' reads are
 left out on both sides; the peer socket never reads, so the run is kept to
@@ -145,7 +146,7 @@ def _picows_echo(calls: int, size: int) -> None:
                 transport.send(binary, frame.get_payload_as_memoryview())
 
     async def main() -> None:
-        # picows's own server protocol, with the loop's transport over our socket.
+        # picows' own server protocol over our socket.
         loop = asyncio.get_running_loop()
         factories: list[Any] = []
 
@@ -155,7 +156,12 @@ def _picows_echo(calls: int, size: int) -> None:
         loop.create_server = capture  # type: ignore[method-assign]
         await picows.ws_create_server(lambda request: Echo(), "127.0.0.1", 0, use_aiofastnet=False)
         protocol = factories[0]()
-        transport, _ = await loop.connect_accepted_socket(lambda: protocol, _socket_pair())
+        try:  # picows' default transports when installed
+            from aiofastnet import connect_accepted_socket  # type: ignore[import-not-found]
+
+            transport, _ = await connect_accepted_socket(loop, lambda: protocol, _socket_pair())
+        except ImportError:
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, _socket_pair())
         transport.pause_reading()  # the reads come from here
         head = upgrade_request("127.0.0.1", 1)
         protocol.get_buffer(-1)[: len(head)] = head

@@ -3,6 +3,7 @@
 Everything runs on 127.0.0.1 with port 0; every wait is bounded.
 
 * :func:`run` runs a coroutine in a fresh event loop with an overall timeout.
+* :func:`echo` is a ``serve`` handler that sends every message back.
 * :class:`RawClient` and :func:`raw_server` are WebSocket peers written by
   hand on asyncio streams, with their own frame parser (independent of the
   codec under test), so that a test controls exactly what the peer does:
@@ -70,6 +71,12 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 2.0, step: f
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         await asyncio.sleep(step)
+
+
+async def echo(ws: Any) -> None:
+    """A ``serve`` handler that sends every message back."""
+    async for message in ws:
+        await ws.send(message)
 
 
 def accept_key(key: str) -> str:

@@ -13,14 +13,9 @@ from wsfast.exceptions import ConnectionClosed, ConnectionClosedError, Connectio
 from wsfast.http11 import Request
 from wsfast.protocol import State
 
-from .helpers import eventually, run, shrink_send_buffer, small_buffer_socket
+from .helpers import echo, eventually, run, shrink_send_buffer, small_buffer_socket
 
 MiB = 1024 * 1024
-
-
-async def echo(ws: WebSocket) -> None:
-    async for message in ws:
-        await ws.send(message)
 
 
 def uri(server: Any, path: str = "/") -> str:

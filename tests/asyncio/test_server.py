@@ -27,6 +27,7 @@ from .helpers import (
     OP_TEXT,
     RawClient,
     close_payload,
+    echo,
     eventually,
     frame,
     parse_close,
@@ -36,11 +37,6 @@ from .helpers import (
 )
 
 MiB = 1024 * 1024
-
-
-async def echo(ws: WebSocket) -> None:
-    async for message in ws:
-        await ws.send(message)
 
 
 def uri(server: Any, path: str = "/", scheme: str = "ws") -> str:

@@ -26,7 +26,7 @@ from wsfast.asyncio.sockets import Acceptor, usable
 from wsfast.codec import HAS_SPEEDUPS
 
 from ..conftest import require_speedups
-from .helpers import eventually, run
+from .helpers import echo, eventually, run
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the socket transport is POSIX only")
 
@@ -122,11 +122,21 @@ async def receive_until_eof(peer: socket.socket, timeout: float = 10.0) -> bytes
     return bytes(out)
 
 
-async def close_both(transport: Any, protocol: Recorder, peer: socket.socket) -> None:
-    """Close the transport, wait for connection_lost, close the peer."""
-    transport.close()
+async def close_both(transport: Any, protocol: Recorder, peer: socket.socket, abort: bool = False) -> None:
+    """Close (or abort) the transport, wait for connection_lost, close the peer."""
+    if abort:
+        transport.abort()
+    else:
+        transport.close()
     await asyncio.wait_for(protocol.done.wait(), 5)
     peer.close()
+
+
+def loop_errors() -> list[dict[str, Any]]:
+    """What the running loop's exception handler is given, from now on."""
+    reported: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+    return reported
 
 
 def transport_case(body: Callable[[str], Any]) -> Any:
@@ -308,8 +318,7 @@ async def test_peer_reset_is_connection_lost_with_the_error(kind: str) -> None:
 @transport_case
 async def test_a_failing_protocol_is_reported_and_closed(kind: str) -> None:
     loop = asyncio.get_running_loop()
-    reported: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    reported = loop_errors()
     protocol = Recorder()
     protocol.fail_on_data = ValueError("bad data")
     transport, peer = await pair(kind, protocol)
@@ -324,9 +333,7 @@ async def test_a_failing_protocol_is_reported_and_closed(kind: str) -> None:
 
 @transport_case
 async def test_a_failing_pause_writing_is_reported(kind: str) -> None:
-    loop = asyncio.get_running_loop()
-    reported: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    reported = loop_errors()
     protocol = Recorder()
     failure = ValueError("cannot pause")
 
@@ -340,9 +347,7 @@ async def test_a_failing_pause_writing_is_reported(kind: str) -> None:
         ("protocol.pause_writing() failed", failure)
     ]
     assert not transport.is_closing()  # reported, not fatal
-    transport.abort()  # the peer reads nothing: close() would wait for ever
-    await asyncio.wait_for(protocol.done.wait(), 5)
-    peer.close()
+    await close_both(transport, protocol, peer, abort=True)  # the peer reads nothing: close() would wait
 
 
 @transport_case
@@ -485,12 +490,8 @@ def test_connect_over_a_unix_socket(tmp_path: Any) -> None:
 
 
 def test_server_close_stops_accepting_and_serve_forever_ends() -> None:
-    async def handler(ws: Any) -> None:
-        async for message in ws:
-            await ws.send(message)
-
     async def main() -> None:
-        server = await serve(handler, "127.0.0.1", 0)
+        server = await serve(echo, "127.0.0.1", 0)
         port = server.port
         assert (server._acceptor is not None) is HAS_SPEEDUPS
         forever = asyncio.ensure_future(server.serve_forever())
@@ -533,8 +534,7 @@ def test_accept_out_of_descriptors_pauses_and_resumes(monkeypatch: pytest.Monkey
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        reported: list[dict[str, Any]] = []
-        loop.set_exception_handler(lambda loop, context: reported.append(context))
+        reported = loop_errors()
         async with create_server(lambda ws, request: Echo(), "127.0.0.1", 0) as server:
             acceptor = server._acceptor
             assert isinstance(acceptor, Acceptor)

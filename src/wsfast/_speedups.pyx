@@ -25,6 +25,7 @@ from cpython.bytes cimport (
     _PyBytes_Resize,
 )
 from cpython.list cimport PyList_GET_SIZE
+from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
@@ -1041,25 +1042,37 @@ cdef class SocketTransport:
         """One recv into the protocol's buffer; ``True`` if it filled the
         buffer and reading goes on."""
         cdef Py_buffer view
+        cdef Py_buffer *shared
+        cdef bint acquired = False
         cdef ptrdiff_t n
         cdef Py_ssize_t size
         if self._conn_lost or self._paused or self._closing:
             return False
         protocol = self._protocol
         try:
-            PyObject_GetBuffer(_slot(protocol, W_VIEW) if self._ws else protocol.get_buffer(-1), &view, PyBUF_WRITABLE)
+            buffer = _slot(protocol, W_VIEW) if self._ws else protocol.get_buffer(-1)
+            shared = PyMemoryView_GET_BUFFER(buffer) if PyMemoryView_Check(buffer) else NULL
+            if shared == NULL or shared.readonly or not PyBuffer_IsContiguous(shared, b"C"):
+                # Not a writable contiguous memoryview (such as the
+                # connection's own): acquire its buffer for this read.
+                PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE)
+                acquired = True
+                shared = &view
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return False
-        size = view.len
+        size = shared.len
         if size == 0:
+            n = -1
+        else:
+            n = wsf_recv(self._fd, shared.buf, <size_t>size)  # `buffer` keeps the memory alive
+        if acquired:
             PyBuffer_Release(&view)
+        if size == 0:
             self._fatal_error(RuntimeError("get_buffer() returned an empty buffer"), "Fatal error: protocol.get_buffer() call failed.")
             return False
-        n = wsf_recv(self._fd, view.buf, <size_t>size)
-        PyBuffer_Release(&view)
         if n > 0:
             try:
                 if self._ws:

@@ -141,8 +141,9 @@ def raise_fd_limit() -> int:
 
 
 def wsfast_description(api: str, tls: Any = None) -> str:
-    """wsfast's version, ``api``, its codec and, on asyncio's standard loop
-    without TLS, its own socket transport (the event loop is set by then)."""
+    """wsfast's version, ``api``, its codec and, where it runs (asyncio's
+    standard loop and uvloop, without TLS), its own socket transport (the
+    event loop is set by then)."""
     from .. import IMPLEMENTATION, __version__
     from ..asyncio.sockets import usable
 

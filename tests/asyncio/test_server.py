@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 import urllib.error
 import urllib.request
 from typing import Any, Optional
@@ -396,6 +397,44 @@ def test_serve_on_given_sockets(tmp_path: Any) -> None:
                 assert await ws.recv() == "unix"
 
     run(main())
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT on this platform")
+@pytest.mark.parametrize("own_transport", [True, False])
+def test_reuse_port_two_servers_on_one_port(own_transport: bool) -> None:
+    """Two servers bound to one port with reuse_port=True both accept
+    (wsfast's socket transport accepts on duplicates of the sockets: they
+    stay in the port's SO_REUSEPORT group)."""
+
+    def named(name: str) -> Any:
+        async def handler(ws: WebSocket) -> None:
+            async for _ in ws:
+                await ws.send(name)
+
+        return handler
+
+    async def main() -> None:
+        kwargs: dict[str, Any] = {"reuse_port": True, "own_transport": own_transport}
+        async with serve(named("a"), "127.0.0.1", 0, **kwargs) as a:
+            async with serve(named("b"), "127.0.0.1", a.port, **kwargs) as b:
+                assert b.port == a.port
+                seen: set[str] = set()
+                for _ in range(200):  # the kernel hashes each connection to one of them
+                    async with connect(uri(a)) as ws:
+                        await ws.send("who?")
+                        seen.add(await ws.recv())
+                    if seen == {"a", "b"}:
+                        break
+                assert seen == {"a", "b"}
+
+    run(main(), timeout=30)
+
+
+def test_reuse_port_without_so_reuseport(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(socket, "SO_REUSEPORT", raising=False)
+    with pytest.raises(ValueError, match=r"reuse_port=True needs socket\.SO_REUSEPORT.*\(" + sys.platform):
+        serve(echo, "127.0.0.1", 0, reuse_port=True)
+    serve(echo, "127.0.0.1", 0, reuse_port=False)  # no error: nothing asked for
 
 
 def test_wss(server_ssl: ssl.SSLContext, client_ssl: ssl.SSLContext) -> None:

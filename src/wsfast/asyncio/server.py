@@ -14,6 +14,7 @@ import asyncio
 import logging
 import socket
 import ssl as ssl_module
+import sys
 from typing import Any, Awaitable, Callable, Generator, Mapping, Optional, Union
 
 from .. import __version__
@@ -232,7 +233,14 @@ def create_server(
     are :class:`~wsfast.asyncio.options.Options` fields, or go to
     :meth:`asyncio.loop.create_server` (``backlog``, ``reuse_port``...).
     ``max_connections`` answers 503 above that many connections.
+
+    ``reuse_port=True`` sets ``SO_REUSEPORT``: several servers (processes)
+    bind the same port and the kernel spreads the connections among them
+    (see :mod:`wsfast.workers`). Where the OS has no ``SO_REUSEPORT`` it
+    raises :exc:`ValueError`.
     """
+    if kwargs.get("reuse_port") and not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError(f"reuse_port=True needs socket.SO_REUSEPORT, which this platform ({sys.platform}) lacks")
     options, loop_kwargs = _split(kwargs)
     server = Server(factory, options, max_connections=max_connections, server_header=server_header)
     return _Starting(server, lambda: server._start(host, port, path=path, sock=sock, ssl=ssl, **loop_kwargs))

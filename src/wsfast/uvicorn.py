@@ -199,7 +199,9 @@ class WSFastProtocol(asyncio.Protocol):
             "headers": [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in request.headers],
             "subprotocols": offered_subprotocols(request),
             "state": self.app_state.copy(),
-            "extensions": {"websocket.http.response": {}},
+            # "wsfast.protocol": how wsfast.hub finds this connection behind the
+            # application's send (wrapped by middleware) to write frames directly.
+            "extensions": {"websocket.http.response": {}, "wsfast.protocol": {"protocol": self}},
         }
         self._queue.append({"type": "websocket.connect"})
         task = self.loop.create_task(self._run_asgi())

@@ -604,7 +604,7 @@ def _subscriber(subscriber: Any) -> tuple[Any, int, Any]:
         return subscriber, _WSFAST, subscriber
     scope = getattr(subscriber, "scope", None)
     if isinstance(scope, dict):  # a Starlette/FastAPI WebSocket
-        protocol = scope.get("extensions", {}).get("wsfast.hub", {}).get("protocol")
+        protocol = (scope.get("extensions") or {}).get("wsfast.protocol", {}).get("protocol")
         if protocol is not None:
             return protocol, _UVICORN, protocol
         send = getattr(subscriber, "send", None)

@@ -208,6 +208,28 @@ def test_subscribers_joining_at_once_all_get_the_first_message() -> None:
     run(main())
 
 
+def test_messages_of_one_turn_go_out_in_one_write_per_connection() -> None:
+    async def main() -> None:
+        async with Hub() as hub, serve(Room(hub), "127.0.0.1", 0, own_transport=False) as server:
+            clients = [await connect(uri(server, "/burst")) for _ in range(3)]
+            await eventually(lambda: len(hub._channels.get("burst", ())) == 3)
+            writes: list[int] = []
+            for sub in hub._channels["burst"].values():
+                transport = sub._target._transport
+                write = transport.write
+                transport.write = lambda data, write=write: (writes.append(len(data)), write(data))[1]
+            for i in range(100):  # one turn of the loop
+                await hub.publish("burst", f"m{i}")
+            for ws in clients:
+                assert await recv_all(ws, 100) == [f"m{i}" for i in range(100)]
+            assert len(writes) == 3  # one per connection
+            assert hub.stats.delivered == 300
+            for ws in clients:
+                await ws.close()
+
+    run(main())
+
+
 # ---------------------------------------------------------------- ids and resuming
 
 
@@ -261,7 +283,8 @@ def test_resume_while_messages_keep_coming_has_no_hole_and_no_repeat() -> None:
                 while not stop.is_set() and count < 50000:
                     await hub.publish("busy", str(count))
                     count += 1
-                    await asyncio.sleep(0)
+                    if count % 3 == 0:  # batches of three messages per turn of the loop
+                        await asyncio.sleep(0)
 
             task = asyncio.ensure_future(publisher())
             first = json.loads(await watcher.recv())
@@ -375,6 +398,7 @@ def test_close_policy_sends_1013_to_a_consumer_that_reads_again() -> None:
             slow, _ = await _slow_client(hub, server.port, "/c")
             for _ in range(100):
                 await hub.publish("c", "y" * 8 * KiB)
+                await asyncio.sleep(0)  # the hub writes at the end of the loop's turn
                 if hub.stats.closed:
                     break
             assert hub.stats.closed == 1

@@ -61,6 +61,9 @@ MAX_CHANNEL_LENGTH = 256
 SLOW_CLOSE_CODE = 1013
 """Close code of the ``"close"`` policy: Try Again Later (RFC 6455 registry)."""
 
+_Message = tuple[tuple[int, int], int, bytes]  # (id as a pair of ints, opcode, payload)
+_NO_ID = (0, 0)
+
 
 def raw_envelope(channel: str, id: Optional[str], data: bytes, text: bool) -> tuple[Union[bytes, str], bool]:
     """Clients receive the message exactly as published."""
@@ -121,6 +124,7 @@ class Subscription:
         "_target",
         "_mask",
         "_replay",
+        "_after",
         "_pending",
         "_queued",
         "_flusher",
@@ -138,7 +142,10 @@ class Subscription:
         self._target = target  # WebSocketTransport, WSFastProtocol or an ASGI send
         self._mask = kind == _WSFAST and target.conn._mask  # a client connection masks each frame
         # While it replays history: live messages held back, as (id, opcode, payload).
-        self._replay: Optional[list[tuple[tuple[int, int], int, bytes]]] = None
+        self._replay: Optional[list[_Message]] = None
+        # After it resumed: the id up to which its history was sent (live
+        # messages up to there are skipped).
+        self._after: Optional[tuple[int, int]] = None
         # Waiting for the connection to drain: (opcode, payload) in order
         # (a single one with "coalesce"), for the ASGI kind always.
         self._pending: list[tuple[int, bytes]] = []
@@ -196,6 +203,8 @@ class Hub:
         self._channels: dict[str, dict[Any, Subscription]] = {}
         self._subscribers: dict[Any, dict[str, Subscription]] = {}
         self._live: dict[str, Optional[str]] = {}  # the last id seen per channel (ordered backends)
+        self._batches: dict[str, list[_Message]] = {}  # delivered in this turn of the loop, per channel
+        self._flushing: Optional[asyncio.Handle] = None
         self._lock: Optional[asyncio.Lock] = None  # joins and leaves of the backend's channels, one at a time
         self._state = "new"  # -> "started" -> "closed"
 
@@ -236,6 +245,10 @@ class Hub:
                     sub._flusher.cancel()
         self._channels.clear()
         self._subscribers.clear()
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flushing = None
+        self._batches.clear()
         if was_started:
             await self._backend.stop()
 
@@ -324,6 +337,7 @@ class Hub:
                 for id, opcode, payload in held:
                     if id > start:
                         self._send_one(sub, opcode, payload)
+                sub._after = start
         except BaseException:
             self._remove(sub)
             raise
@@ -408,48 +422,86 @@ class Hub:
         return (OP_TEXT if text else OP_BINARY), payload
 
     def deliver(self, channel: str, id: Optional[str], data: bytes, text: bool) -> None:
-        """A message of ``channel``: frame it once, write it to every local
-        subscriber that keeps up, apply the policy to the others."""
+        """A message of ``channel`` from the backend. It is framed now and
+        written at the end of this turn of the event loop, together with
+        the channel's other messages of the same turn: under load, one write
+        (one system call) per connection carries several messages."""
         stats = self.stats
         stats.received += 1
         if id is not None and channel in self._live:
             self._live[channel] = id
-        subs = self._channels.get(channel)
-        if not subs:
+        if channel not in self._channels:
             return
         if text and not self._trusted and not validate_utf8(data):
             stats.invalid += 1
             logger.warning("hub: a text message on %r is not valid UTF-8: dropped", channel)
             return
         opcode, payload = self._frame(channel, id, data, text)
-        frame: Optional[bytes] = None
+        batch = self._batches.get(channel)
+        if batch is None:
+            batch = self._batches[channel] = []
+            if self._flushing is None:
+                self._flushing = asyncio.get_running_loop().call_soon(self._flush_batches)
+        batch.append((parse_id(id) if id is not None else _NO_ID, opcode, payload))
+
+    def _flush_batches(self) -> None:
+        self._flushing = None
+        batches, self._batches = self._batches, {}
+        for channel, batch in batches.items():
+            subs = self._channels.get(channel)
+            if subs:
+                self._dispatch(subs, batch)
+
+    def _dispatch(self, subs: dict[Any, Subscription], batch: list[_Message]) -> None:
+        """Write ``batch`` (one channel's messages, in order) to ``subs``:
+        framed once for all, one write per connection that keeps up; the
+        policy, message by message, for the others."""
+        frames: Optional[bytes] = None
         delivered = 0
+        count = len(batch)
         closed: list[Subscription] = []
         for sub in list(subs.values()):
+            messages = batch
             if sub._replay is not None:  # resuming: held back until its history is out
-                sub._replay.append((parse_id(id) if id else (0, 0), opcode, payload))
+                sub._replay.extend(batch)
                 continue
-            if sub._kind == _WSFAST and not sub._pending:
-                ws = sub._target
-                conn = ws.conn
-                transport = ws._transport
-                if conn.state is _OPEN and transport is not None and not transport.is_closing():
-                    if not conn._send_opcode and transport.get_write_buffer_size() <= sub.max_pending:
-                        if sub._mask:
-                            ws._write(build_frame(opcode, payload, True, 0, True))
-                        else:
-                            if frame is None:
-                                frame = build_frame(opcode, payload, True, 0, None)
-                            ws._write(frame)
-                        delivered += 1
-                        continue
-                elif conn.state is _CLOSED:
-                    closed.append(sub)
+            if sub._after is not None:  # just resumed: skip what its history had
+                after = sub._after
+                messages = [m for m in batch if m[0] > after]
+                if len(messages) == count:
+                    sub._after = None
+                if not messages:
                     continue
+            kind = sub._kind
+            if not sub._pending and messages is batch and kind != _ASGI and not sub._mask:
+                if kind == _WSFAST:
+                    ws = sub._target
+                    conn = ws.conn
+                    transport = ws._transport
+                    ready = (
+                        conn.state is _OPEN
+                        and transport is not None
+                        and not transport.is_closing()
+                        and not conn._send_opcode
+                    )
                 else:
-                    continue  # closing: nothing more to send
-            delivered += self._send_slow(sub, opcode, payload, closed)
-        stats.delivered += delivered
+                    protocol = sub._target
+                    transport = protocol.transport
+                    ready = protocol._open
+                if frames is None:
+                    frames = _frames(batch)
+                if ready and transport.get_write_buffer_size() + len(frames) <= sub.max_pending:
+                    if kind == _WSFAST:
+                        ws._write(frames)
+                    else:
+                        transport.write(frames)
+                    delivered += count
+                    continue
+            for _, opcode, payload in messages:
+                delivered += self._send_slow(sub, opcode, payload, closed)
+                if closed and closed[-1] is sub:
+                    break
+        self.stats.delivered += delivered
         for sub in closed:
             self._forget(sub._key)
 
@@ -629,6 +681,13 @@ def _is_wsfast_uvicorn(obj: Any) -> bool:
 
 
 _READY, _SLOW, _BUSY, _GONE = 0, 1, 2, 3
+
+
+def _frames(batch: list[_Message]) -> bytes:
+    """The server frames of a batch, in one buffer."""
+    if len(batch) == 1:
+        return build_frame(batch[0][1], batch[0][2], True, 0, None)  # type: ignore[no-any-return]
+    return b"".join([build_frame(opcode, payload, True, 0, None) for _, opcode, payload in batch])
 
 
 def _status(sub: Subscription) -> int:

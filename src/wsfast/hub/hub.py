@@ -686,7 +686,7 @@ _READY, _SLOW, _BUSY, _GONE = 0, 1, 2, 3
 def _frames(batch: list[_Message]) -> bytes:
     """The server frames of a batch, in one buffer."""
     if len(batch) == 1:
-        return build_frame(batch[0][1], batch[0][2], True, 0, None)  # type: ignore[no-any-return]
+        return build_frame(batch[0][1], batch[0][2], True, 0, None)
     return b"".join([build_frame(opcode, payload, True, 0, None) for _, opcode, payload in batch])
 
 

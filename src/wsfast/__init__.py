@@ -1,8 +1,9 @@
 """wsfast: a fast, strict WebSocket library (RFC 6455, RFC 7692).
 
 ``wsfast.serve``, ``wsfast.connect`` and the rest of :mod:`wsfast.asyncio`
-are importable from here; they are loaded on first use, so that importing
-the codec alone stays light.
+are importable from here, and ``wsfast.run`` (:mod:`wsfast.workers`: worker
+processes on one port under a supervisor); they are loaded on first use, so
+that importing the codec alone stays light.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _ASYNCIO_NAMES = (
     "WebSocketTransport",
 )
 _INTEGRATION_NAMES = ("accelerate", "unaccelerate")
+_WORKER_NAMES = ("run",)
 
 __all__ = [
     "__version__",
@@ -52,6 +54,7 @@ __all__ = [
     "InvalidURI",
     *_ASYNCIO_NAMES,
     *_INTEGRATION_NAMES,
+    *_WORKER_NAMES,
 ]
 
 
@@ -64,4 +67,8 @@ def __getattr__(name: str) -> Any:
         from .integrations import accelerate as _accelerate
 
         return getattr(_accelerate, name)
+    if name in _WORKER_NAMES:
+        from . import workers as _workers
+
+        return getattr(_workers, name)
     raise AttributeError(f"module 'wsfast' has no attribute {name!r}")

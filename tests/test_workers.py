@@ -3,7 +3,8 @@ workers and real sockets on 127.0.0.1.
 
 Each test runs ``python -m tests.workers_app`` (``wsfast.run()`` with a
 handler that answers every message with its worker's pid, logging on
-stderr), reads the port and the worker pids from its output, talks to it with ``wsfast.connect``, and stops
+stderr) or ``python -m wsfast serve --workers``, reads the port and the
+worker pids from its output, talks to it with ``wsfast.connect``, and stops
 it by its pid. Every wait is bounded; a test's processes are killed (by
 their pids) if it fails halfway.
 """
@@ -479,3 +480,85 @@ def test_supervisor_checks_before_forking(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delattr(os, "fork")
     with pytest.raises(RuntimeError, match=r"no os\.fork\(\).*load balancer"):
         wsfast.run(handler)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def server_sockets_by_pid(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections on local ``port`` each process
+    holds (Linux: /proc)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                established.add(fields[9])
+    counts = {}
+    for pid in pids:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with_target = os.readlink(f"/proc/{pid}/fd/{fd}") if os.path.exists(f"/proc/{pid}/fd/{fd}") else ""
+            found = re.fullmatch(r"socket:\[(\d+)\]", with_target)
+            if found:
+                inodes.add(found.group(1))
+        counts[pid] = len(inodes & established)
+    return counts
+
+
+def test_cli_serve_workers(supervise: Callable[..., Supervised]) -> None:
+    """``wsfast serve --workers 2``: one line per worker, the address once;
+    the echo endpoint is served by both workers; SIGINT stops it all."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = supervise("wsfast", "serve", "--workers", "2", "--port", str(port))
+    pids = [int(proc.expect(r"^wsfast: worker (\d+) started$", "stdout").group(1)) for _ in range(2)]
+    banner = proc.expect(r"serving on", "stdout").string
+    assert f"serving on http://127.0.0.1:{port}/ with 2 workers" in banner
+    assert banner.startswith(f"wsfast {wsfast.__version__} ({wsfast.IMPLEMENTATION} codec)")
+
+    async def main() -> dict[int, int]:
+        connections = []
+        for i in range(40):
+            ws = await connect(f"ws://127.0.0.1:{port}/echo", open_timeout=5)
+            await ws.send(f"echo {i}")
+            assert await asyncio.wait_for(ws.recv(), 5) == f"echo {i}"
+            connections.append(ws)
+        counts = server_sockets_by_pid(pids, port) if os.path.isdir("/proc/self/fd") else {}
+        await asyncio.gather(*(ws.close() for ws in connections))
+        return counts
+
+    counts = run(main(), timeout=30)
+    if counts:  # Linux: both workers hold some of the 40 connections
+        assert sum(counts.values()) == 40 and all(counts.values()), counts
+    proc.signal(signal.SIGINT)
+    assert proc.wait(CLOSE_TIMEOUT + 10) == 0
+    assert "wsfast: all workers stopped" in proc.rest("stdout")
+    wait_gone(pids)
+    assert not any("Traceback" in line for line in proc.rest("stderr"))
+
+
+def test_cli_serve_workers_bad_values() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for args, status, message in [
+            (["--workers", "-1"], 2, "wsfast: --workers must be 0 (one per core) or more"),
+            (["--workers", "2", "--port", str(port)], 1, f"wsfast: cannot listen on 127.0.0.1:{port}: "),
+        ]:
+            result = subprocess.run(
+                [sys.executable, "-m", "wsfast", "serve", *args],
+                capture_output=True,
+                text=True,
+                env=subprocess_env(),
+                timeout=20,
+            )
+            assert result.returncode == status
+            assert result.stderr.startswith(message) and len(result.stderr.splitlines()) == 1, result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import signal
 import ssl
 import sys
 import threading
-from typing import Any, Optional, Sequence
+from typing import Any, AsyncIterator, Optional, Sequence
 
 from . import IMPLEMENTATION, __version__
 from .asyncio import WebSocket, broadcast, connect, serve
@@ -92,10 +93,20 @@ def _fail(message: str, status: int = 1) -> int:
 class DemoApp:
     """The application of ``wsfast serve``: :attr:`routes` for
     :func:`~wsfast.asyncio.serve`, with :meth:`process_request` (which serves
-    the chat page)."""
+    the chat page) and :meth:`lifespan`.
+
+    With ``--workers``, the supervisor creates it before forking and each
+    worker gets a copy: the chat room is per process."""
 
     def __init__(self) -> None:
         self.room: set[WebSocket] = set()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Entered around serving, in the serving process (after the fork,
+        with ``--workers``): where what does I/O for the whole process is
+        set up and torn down. Nothing yet."""
+        yield
 
     @property
     def routes(self) -> dict[str, Any]:
@@ -125,6 +136,14 @@ class DemoApp:
             broadcast(self.room, f"* {name} left")
 
 
+def _banner(scheme: str, host: str, port: int, workers: str = "") -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return (
+        f"wsfast {__version__} ({IMPLEMENTATION} codec) serving on {scheme}://{shown}:{port}/{workers}"
+        f" (chat page; echo at /echo). Ctrl-C stops."
+    )
+
+
 async def _serve(host: str, port: int, context: Optional[ssl.SSLContext]) -> None:
     app = DemoApp()
     loop = asyncio.get_running_loop()
@@ -139,18 +158,49 @@ async def _serve(host: str, port: int, context: Optional[ssl.SSLContext]) -> Non
             loop.add_signal_handler(signum, request_stop)
         except (NotImplementedError, RuntimeError):  # Windows
             pass
-    async with serve(app.routes, host, port, ssl=context, process_request=app.process_request) as server:
+    async with app.lifespan(), serve(app.routes, host, port, ssl=context, process_request=app.process_request) as srv:
         scheme = "https" if context else "http"
-        for sock in server.sockets:
+        for sock in srv.sockets:
             address = sock.getsockname()
-            shown = f"[{address[0]}]" if ":" in address[0] else address[0]
-            print(
-                f"wsfast {__version__} ({IMPLEMENTATION} codec) serving on {scheme}://{shown}:{address[1]}/"
-                f" (chat page; echo at /echo). Ctrl-C stops.",
-                flush=True,
-            )
+            print(_banner(scheme, address[0], address[1]), flush=True)
         await stop
         print("wsfast: shutting down", flush=True)
+
+
+def _serve_workers(args: argparse.Namespace, context: Optional[ssl.SSLContext]) -> int:
+    """``--workers N``: N worker processes under a supervisor (wsfast.workers)."""
+    from .workers import Supervisor
+
+    def started(supervisor: Supervisor) -> None:
+        for pid in supervisor.pids:
+            print(f"wsfast: worker {pid} started", flush=True)
+        scheme = "https" if context else "http"
+        workers = f" with {len(supervisor.pids)} workers"
+        print(_banner(scheme, supervisor.addresses[0], supervisor.port, workers), flush=True)
+
+    app = DemoApp()
+    try:
+        supervisor = Supervisor(
+            app.routes,
+            args.host,
+            args.port,
+            workers=args.workers,
+            process_request=app.process_request,
+            lifespan=app.lifespan,
+            ssl=context,
+            on_ready=started,
+        )
+        supervisor.bind()
+    except OSError as exc:
+        return _fail(exc.strerror or str(exc))
+    except (RuntimeError, ValueError) as exc:
+        return _fail(str(exc))
+    try:
+        supervisor.run()
+    except RuntimeError as exc:
+        return _fail(str(exc))
+    print("wsfast: all workers stopped", flush=True)
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -163,6 +213,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return _fail(f"cannot load the certificate: {exc}")
     elif args.keyfile:
         return _fail("--keyfile needs --certfile", 2)
+    if args.workers < 0:
+        return _fail("--workers must be 0 (one per core) or more", 2)
+    if args.workers != 1:
+        return _serve_workers(args, context)
     try:
         asyncio.run(_serve(args.host, args.port, context))
     except OSError as exc:
@@ -335,6 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--certfile", help="PEM certificate chain: serve wss:// and https://")
     p.add_argument("--keyfile", help="PEM private key, if not in --certfile")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes on the port, under a supervisor (0: one per core; default 1: this process serves);"
+        " each worker has a chat room of its own",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("connect", parents=[verbose], help="interactive client: lines typed are sent")

@@ -79,7 +79,7 @@ class Supervised:
     """A supervisor subprocess, its output lines collected by threads so
     that a test can wait for a line with a timeout."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: Optional[dict[str, str]] = None) -> None:
         self.args = args
         self.popen = subprocess.Popen(
             [sys.executable, "-m", *args],
@@ -89,7 +89,7 @@ class Supervised:
             stderr=subprocess.PIPE,
             text=True,
             encoding="utf-8",
-            env=subprocess_env(),
+            env={**subprocess_env(), **(env or {})},
         )
         self.lines: dict[str, queue.Queue[Optional[str]]] = {"stdout": queue.Queue(), "stderr": queue.Queue()}
         self.seen: dict[str, list[str]] = {"stdout": [], "stderr": []}
@@ -160,8 +160,8 @@ class Supervised:
 def supervise() -> Iterator[Callable[..., Supervised]]:
     started: list[Supervised] = []
 
-    def start(*args: str) -> Supervised:
-        proc = Supervised(*args)
+    def start(*args: str, env: Optional[dict[str, str]] = None) -> Supervised:
+        proc = Supervised(*args, env=env)
         started.append(proc)
         return proc
 
@@ -264,7 +264,7 @@ def test_sigterm_closes_connections_with_1001(supervise: Callable[..., Supervise
     worker is left."""
     if not shared and not HAS_REUSEPORT:
         pytest.skip("no SO_REUSEPORT on this platform")
-    proc = supervise(*app("--workers", "2", "--lifespan", *(["--shared"] if shared else [])))
+    proc = supervise(*app("--workers", "2", "--lifespan", "logged", *(["--shared"] if shared else [])))
     port, pids = proc.started()
 
     async def main() -> None:
@@ -318,6 +318,13 @@ def test_killed_worker_is_restarted(supervise: Callable[..., Supervised]) -> Non
             if new in seen:
                 break
         assert new in seen and seen <= {new, survivor}
+        # Dying again soon after: the delay doubles.
+        os.kill(new, signal.SIGKILL)
+        proc.expect(rf"WARNING worker {new} was killed by SIGKILL after [\d.]+ s; restarting it in 0\.4 s")
+        newer = int(proc.expect(r"INFO worker (\d+) forked \(a restart\)").group(1))
+        proc.expect(rf"INFO worker {newer} listening")
+        await connections[survivor].send("and now?")
+        assert int(await asyncio.wait_for(connections[survivor].recv(), 5)) == survivor
         await connections[survivor].close()
 
     run(main(), timeout=30)
@@ -402,6 +409,51 @@ def test_sighup_rolling_restart(supervise: Callable[..., Supervised], shared: bo
     proc.signal(signal.SIGTERM)
     assert proc.wait(CLOSE_TIMEOUT + 5) == 0
     wait_gone(new)
+
+
+def test_sighup_with_new_code_that_fails_keeps_the_old_workers(
+    supervise: Callable[..., Supervised], tmp_path: Path
+) -> None:
+    """The handler is imported by name in each worker: when the replacement
+    of a rolling restart cannot import it, the rolling restart stops and the
+    old workers keep serving; once the code is fixed, SIGHUP goes through."""
+    broken = tmp_path / "broken"
+    proc = supervise(
+        *app("--workers", "2", "--shared", "--import", "--handler", "answer_pid_until_broken"),
+        env={"WORKERS_APP_BROKEN": str(broken)},
+    )
+    port, old = proc.started()
+    broken.touch()
+    proc.signal(signal.SIGHUP)
+    failed = proc.expect(
+        r"ERROR rolling restart stopped: the new worker (\d+) exited with status 1 before it was listening;"
+        rf" worker {old[0]} and the others keep serving"
+    )
+    wait_gone([int(failed.group(1))])
+    got = run(answers(port, 20), timeout=20)
+    assert len(got) == 20 and set(got) <= set(old)
+    assert all(alive(pid) for pid in old)
+    broken.unlink()
+    proc.signal(signal.SIGHUP)
+    new = [int(pid) for pid in proc.expect(r"rolling restart done: workers ([\d ]+)").group(1).split()]
+    assert not set(new) & set(old)
+    wait_gone(old)
+
+
+def test_workers_that_do_not_stop_are_killed(supervise: Callable[..., Supervised]) -> None:
+    """A worker still alive close_timeout + 5 s after SIGTERM (here its
+    lifespan blocks on the way out) is killed; the supervisor exits 0."""
+    proc = supervise(*app("--workers", "2", "--lifespan", "hanging", "--close-timeout", "0.5"))
+    _, pids = proc.started()
+    proc.signal(signal.SIGTERM)
+    for _ in pids:
+        proc.expect(r"WARNING worker \d+ still running 5\.5 s after SIGTERM: SIGKILL", timeout=15)
+    assert proc.wait(10) == 0
+    wait_gone(pids)
+    log = proc.rest()
+    for pid in pids:
+        assert f"workers_app INFO lifespan hanging in {pid}" in log
+        assert f"wsfast.workers INFO worker {pid} was killed by SIGKILL" in log
 
 
 # ---------------------------------------------------------------- failures

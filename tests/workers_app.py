@@ -5,7 +5,7 @@ would come first on sys.path and tests/asyncio would hide asyncio):
 
     python -m tests.workers_app PORT [--workers N] [--shared] [--api serve|callback]
         [--import] [--loop asyncio|uvloop] [--host HOST] [--close-timeout S]
-        [--restart-delay S] [--lifespan] [--handler NAME]
+        [--restart-delay S] [--lifespan logged|hanging] [--handler NAME]
 
 ``--import`` passes the handler as the string ``"tests.workers_app:..."``,
 imported by each worker after the fork.
@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from typing import Any, AsyncIterator, Optional
 
 import wsfast
@@ -46,11 +47,26 @@ def pid_listener(transport: WebSocketTransport, request: Request) -> Optional[Li
     return PidListener()
 
 
+def __getattr__(name: str) -> Any:
+    """``answer_pid_until_broken``: ``answer_pid``, gone once the file named
+    by $WORKERS_APP_BROKEN exists (new code that fails to import)."""
+    if name == "answer_pid_until_broken" and not os.path.exists(os.environ.get("WORKERS_APP_BROKEN", "")):
+        return answer_pid
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @contextlib.asynccontextmanager
 async def lifespan() -> AsyncIterator[None]:
     logger.info("lifespan entered in %d", os.getpid())
     yield
     logger.info("lifespan exited in %d", os.getpid())
+
+
+@contextlib.asynccontextmanager
+async def hanging_lifespan() -> AsyncIterator[None]:
+    yield
+    logger.info("lifespan hanging in %d", os.getpid())
+    time.sleep(3600)  # blocks the worker: the supervisor must kill it
 
 
 def main() -> int:
@@ -64,7 +80,7 @@ def main() -> int:
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--close-timeout", type=float, default=2.0)
     parser.add_argument("--restart-delay", type=float, default=0.1)
-    parser.add_argument("--lifespan", action="store_true")
+    parser.add_argument("--lifespan", choices=["logged", "hanging"])
     parser.add_argument("--handler", help="the name of the handler in this module (with --import)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
@@ -80,7 +96,7 @@ def main() -> int:
         reuse_port=not args.shared,
         api=args.api,
         loop=args.loop,
-        lifespan=lifespan if args.lifespan else None,
+        lifespan={None: None, "logged": lifespan, "hanging": hanging_lifespan}[args.lifespan],
         restart_delay=args.restart_delay,
         close_timeout=args.close_timeout,
         ping_interval=None,

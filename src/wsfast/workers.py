@@ -292,7 +292,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Bind if needed, fork the workers, supervise them until SIGTERM or
-        SIGINT and every worker exited; return 0. Raises
+        SIGINT and every worker exited; return 0 (once per Supervisor). Raises
         :exc:`RuntimeError` if a worker fails before the first ones all
         listen."""
         if threading.current_thread() is not threading.main_thread():

@@ -555,3 +555,40 @@ def test_without_redis_py(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ImportError, match=r"pip install 'wsfast\[redis\]'"):
         importlib.import_module("wsfast.hub.redis")
     monkeypatch.delitem(sys.modules, "wsfast.hub.redis", raising=False)
+
+
+# ---------------------------------------------------------------- through wsfast.hub.Hub
+
+
+def test_hub_over_redis_streams_resumes_after_an_id(redis_server: Callable[..., RedisServer]) -> None:
+    """Two hubs (two "processes") on one Redis, ASGI send callables as
+    subscribers: live delivery across hubs, and a resume after an id that
+    replays what was missed (the WebSocket side is tests/hub/test_hub.py's)."""
+    from wsfast.hub import Hub
+
+    server = redis_server()
+    url = url_of(server, "streams")
+
+    async def main() -> None:
+        live: list[dict[str, object]] = []
+        resumed: list[dict[str, object]] = []
+
+        async def send_live(message: dict[str, object]) -> None:
+            live.append(message)
+
+        async def send_resumed(message: dict[str, object]) -> None:
+            resumed.append(message)
+
+        async with Hub(url) as h1, Hub(url) as h2:
+            await h1.subscribe(send_live, "room")
+            first = await h2.publish("room", "one")
+            await eventually(lambda: live, timeout=5)
+            assert live == [{"type": "websocket.send", "text": "one"}]
+            await h2.publish("room", b"two")
+            await h2.publish("room", "three")
+            assert first is not None
+            await h1.subscribe(send_resumed, "room", last_id=first)
+            await eventually(lambda: len(resumed) == 2 and len(live) == 3, timeout=5)
+            assert resumed == [{"type": "websocket.send", "bytes": b"two"}, {"type": "websocket.send", "text": "three"}]
+
+    run(main(), timeout=15)

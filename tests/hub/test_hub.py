@@ -247,6 +247,23 @@ def test_json_envelope_carries_channel_and_id() -> None:
     run(main())
 
 
+def test_each_subscription_may_have_its_own_envelope() -> None:
+    async def main() -> None:
+        raw: list[Any] = []
+        enveloped: list[Any] = []
+        async with Hub() as hub:
+            await hub.subscribe(_record(raw), "mixed")
+            await hub.subscribe(_record(enveloped), "mixed", envelope="json")
+            with pytest.raises(ValueError, match="unknown envelope"):
+                await hub.subscribe(_record(), "mixed", envelope="yaml")
+            message_id = await hub.publish("mixed", "both")
+            await eventually(lambda: len(raw) == len(enveloped) == 1)
+            assert raw == [{"type": "websocket.send", "text": "both"}]
+            assert json.loads(enveloped[0]["text"]) == {"channel": "mixed", "id": message_id, "data": "both"}
+
+    run(main())
+
+
 def test_a_client_resumes_after_its_last_id_with_nothing_missed_or_repeated() -> None:
     async def main() -> None:
         async with Hub(envelope="json") as hub, serve(Room(hub), "127.0.0.1", 0) as server:

@@ -61,7 +61,7 @@ MAX_CHANNEL_LENGTH = 256
 SLOW_CLOSE_CODE = 1013
 """Close code of the ``"close"`` policy: Try Again Later (RFC 6455 registry)."""
 
-_Message = tuple[tuple[int, int], int, bytes]  # (id as a pair of ints, opcode, payload)
+_Message = tuple[tuple[int, int], Optional[str], bytes, bool]  # (id as a pair of ints, id, data, text)
 _NO_ID = (0, 0)
 
 
@@ -121,6 +121,7 @@ class Subscription:
         "coalesced",
         "_key",
         "_kind",
+        "_envelope",
         "_target",
         "_mask",
         "_replay",
@@ -130,7 +131,9 @@ class Subscription:
         "_flusher",
     )
 
-    def __init__(self, channel: str, key: Any, kind: int, target: Any, policy: Policy, max_pending: int) -> None:
+    def __init__(
+        self, channel: str, key: Any, kind: int, target: Any, policy: Policy, max_pending: int, envelope: Envelope
+    ) -> None:
         self.channel = channel
         self.policy = policy
         self.max_pending = max_pending
@@ -141,6 +144,7 @@ class Subscription:
         self._kind = kind
         self._target = target  # WebSocketTransport, WSFastProtocol or an ASGI send
         self._mask = kind == _WSFAST and target.conn._mask  # a client connection masks each frame
+        self._envelope = envelope
         # While it replays history: live messages held back, as (id, opcode, payload).
         self._replay: Optional[list[_Message]] = None
         # After it resumed: the id up to which its history was sent (live
@@ -186,12 +190,7 @@ class Hub:
         on_gap: Optional[Callable[[list[str], str], Any]] = None,
     ) -> None:
         self.url = url
-        if isinstance(envelope, str):
-            if envelope not in _ENVELOPES:
-                raise ValueError(f"unknown envelope {envelope!r}: 'raw', 'json' or a function")
-            envelope = _ENVELOPES[envelope]
-        self._envelope = envelope
-        self._raw = envelope is raw_envelope
+        self._envelope = _envelope(envelope)
         self.max_message_size = max_message_size
         _check_policy(policy, max_pending)
         self.policy: Policy = policy
@@ -294,6 +293,7 @@ class Hub:
         last_id: Optional[str] = None,
         policy: Optional[Policy] = None,
         max_pending: Optional[int] = None,
+        envelope: Union[None, str, Envelope] = None,
     ) -> Subscription:
         """Deliver ``channel``'s messages to ``subscriber`` until it closes
         or :meth:`unsubscribe`.
@@ -303,7 +303,9 @@ class Hub:
         ``WebSocket`` (any object with an ASGI ``scope`` and ``send``), or an
         ASGI ``send`` callable. ``last_id``: resume after this id (ordered
         backends): the messages the subscriber missed are sent first, in
-        order, then the live ones, none twice.
+        order, then the live ones, none twice. ``policy``, ``max_pending``
+        and ``envelope``: this subscription's, instead of the hub's (each
+        message is framed once per envelope in use).
         """
         self._check_open()
         _check_channel(channel)
@@ -320,7 +322,9 @@ class Hub:
         subs = self._channels.get(channel)
         if subs is not None and key in subs:
             raise ValueError(f"already subscribed to {channel!r}")
-        sub = Subscription(channel, key, kind, target, policy, max_pending)
+        sub = Subscription(
+            channel, key, kind, target, policy, max_pending, self._envelope if envelope is None else _envelope(envelope)
+        )
         if last_id is not None:
             sub._replay = []
         self._add(sub)
@@ -332,11 +336,14 @@ class Hub:
                 sub.missed = not history.complete
                 held, sub._replay = sub._replay or [], None
                 start = max(after, parse_id(upto))
-                for entry in history.entries:
-                    self._send_one(sub, *self._frame(channel, entry.id, entry.data, entry.text))
-                for id, opcode, payload in held:
-                    if id > start:
-                        self._send_one(sub, opcode, payload)
+                entries: list[_Message] = [(parse_id(e.id), e.id, e.data, e.text) for e in history.entries]
+                entries += [message for message in held if message[0] > start]
+                closed: list[Subscription] = []
+                for opcode, payload in _encode(channel, entries, sub._envelope):
+                    self.stats.delivered += self._send_slow(sub, opcode, payload, closed)
+                    if closed:
+                        self._forget(sub._key)
+                        break
                 sub._after = start
         except BaseException:
             self._remove(sub)
@@ -412,15 +419,6 @@ class Hub:
 
     # ------------------------------------------------------------ delivery (the backend calls these)
 
-    def _frame(self, channel: str, id: Optional[str], data: bytes, text: bool) -> tuple[int, bytes]:
-        """``(opcode, payload)`` of a message as clients receive it."""
-        if self._raw:
-            return (OP_TEXT if text else OP_BINARY), data
-        payload, text = self._envelope(channel, id, data, text)
-        if isinstance(payload, str):
-            payload = payload.encode()
-        return (OP_TEXT if text else OP_BINARY), payload
-
     def deliver(self, channel: str, id: Optional[str], data: bytes, text: bool) -> None:
         """A message of ``channel`` from the backend. It is framed now and
         written at the end of this turn of the event loop, together with
@@ -436,13 +434,12 @@ class Hub:
             stats.invalid += 1
             logger.warning("hub: a text message on %r is not valid UTF-8: dropped", channel)
             return
-        opcode, payload = self._frame(channel, id, data, text)
         batch = self._batches.get(channel)
         if batch is None:
             batch = self._batches[channel] = []
             if self._flushing is None:
                 self._flushing = asyncio.get_running_loop().call_soon(self._flush_batches)
-        batch.append((parse_id(id) if id is not None else _NO_ID, opcode, payload))
+        batch.append((parse_id(id) if id is not None else _NO_ID, id, data, text))
 
     def _flush_batches(self) -> None:
         self._flushing = None
@@ -450,13 +447,13 @@ class Hub:
         for channel, batch in batches.items():
             subs = self._channels.get(channel)
             if subs:
-                self._dispatch(subs, batch)
+                self._dispatch(channel, subs, batch)
 
-    def _dispatch(self, subs: dict[Any, Subscription], batch: list[_Message]) -> None:
+    def _dispatch(self, channel: str, subs: dict[Any, Subscription], batch: list[_Message]) -> None:
         """Write ``batch`` (one channel's messages, in order) to ``subs``:
-        framed once for all, one write per connection that keeps up; the
-        policy, message by message, for the others."""
-        frames: Optional[bytes] = None
+        framed once per envelope, one write per connection that keeps up;
+        the policy, message by message, for the others."""
+        encoded: dict[Envelope, list[Any]] = {}  # envelope -> [(opcode, payload) list, their frames or None]
         delivered = 0
         count = len(batch)
         closed: list[Subscription] = []
@@ -472,6 +469,9 @@ class Hub:
                     sub._after = None
                 if not messages:
                     continue
+            framed = encoded.get(sub._envelope)
+            if framed is None:
+                framed = encoded[sub._envelope] = [_encode(channel, batch, sub._envelope), None]
             kind = sub._kind
             if not sub._pending and messages is batch and kind != _ASGI and not sub._mask:
                 if kind == _WSFAST:
@@ -488,8 +488,9 @@ class Hub:
                     protocol = sub._target
                     transport = protocol.transport
                     ready = protocol._open
+                frames = framed[1]
                 if frames is None:
-                    frames = _frames(batch)
+                    frames = framed[1] = _frames(framed[0])
                 if ready and transport.get_write_buffer_size() + len(frames) <= sub.max_pending:
                     if kind == _WSFAST:
                         ws._write(frames)
@@ -497,18 +498,11 @@ class Hub:
                         transport.write(frames)
                     delivered += count
                     continue
-            for _, opcode, payload in messages:
+            for opcode, payload in framed[0] if messages is batch else _encode(channel, messages, sub._envelope):
                 delivered += self._send_slow(sub, opcode, payload, closed)
                 if closed and closed[-1] is sub:
                     break
         self.stats.delivered += delivered
-        for sub in closed:
-            self._forget(sub._key)
-
-    def _send_one(self, sub: Subscription, opcode: int, payload: bytes) -> None:
-        """One message to one subscription (replay), by the same rules."""
-        closed: list[Subscription] = []
-        self.stats.delivered += self._send_slow(sub, opcode, payload, closed)
         for sub in closed:
             self._forget(sub._key)
 
@@ -638,6 +632,16 @@ def _check_channel(channel: str) -> None:
         )
 
 
+def _envelope(envelope: Union[str, Envelope]) -> Envelope:
+    if isinstance(envelope, str):
+        if envelope not in _ENVELOPES:
+            raise ValueError(f"unknown envelope {envelope!r}: 'raw', 'json' or a function")
+        return _ENVELOPES[envelope]
+    if not callable(envelope):
+        raise TypeError(f"an envelope is 'raw', 'json' or a function, not {type(envelope).__name__}")
+    return envelope
+
+
 def _check_policy(policy: str, max_pending: int) -> None:
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: 'drop', 'close' or 'coalesce'")
@@ -683,11 +687,22 @@ def _is_wsfast_uvicorn(obj: Any) -> bool:
 _READY, _SLOW, _BUSY, _GONE = 0, 1, 2, 3
 
 
-def _frames(batch: list[_Message]) -> bytes:
-    """The server frames of a batch, in one buffer."""
-    if len(batch) == 1:
-        return build_frame(batch[0][1], batch[0][2], True, 0, None)
-    return b"".join([build_frame(opcode, payload, True, 0, None) for _, opcode, payload in batch])
+def _encode(channel: str, batch: list[_Message], envelope: Envelope) -> list[tuple[int, bytes]]:
+    """``(opcode, payload)`` of each message of a batch, as ``envelope`` makes it."""
+    if envelope is raw_envelope:
+        return [(OP_TEXT if text else OP_BINARY, data) for _, _, data, text in batch]
+    encoded = []
+    for _, id, data, text in batch:
+        payload, text = envelope(channel, id, data, text)
+        encoded.append((OP_TEXT if text else OP_BINARY, payload.encode() if isinstance(payload, str) else payload))
+    return encoded
+
+
+def _frames(encoded: list[tuple[int, bytes]]) -> bytes:
+    """The server frames of encoded messages, in one buffer."""
+    if len(encoded) == 1:
+        return build_frame(encoded[0][0], encoded[0][1], True, 0, None)
+    return b"".join([build_frame(opcode, payload, True, 0, None) for opcode, payload in encoded])
 
 
 def _status(sub: Subscription) -> int:

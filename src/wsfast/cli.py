@@ -14,17 +14,20 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import ssl
 import sys
 import threading
 from typing import Any, AsyncIterator, Optional, Sequence
+from urllib.parse import parse_qs, urlsplit
 
 from . import IMPLEMENTATION, __version__
 from .asyncio import WebSocket, broadcast, connect, serve
 from .asyncio.transport import WebSocketTransport
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from .http11 import Headers, Request, Response, header_tokens
+from .hub import Hub, HubError
 
 __all__ = ["main", "CHAT_PAGE", "DemoApp"]
 
@@ -62,14 +65,32 @@ function show(text, cls) {
   log.scrollTop = log.scrollHeight;
 }
 const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-const ws = new WebSocket(scheme + location.host + "/");
-ws.binaryType = "arraybuffer";
-ws.onopen = () => { status.textContent = "connected"; };
-ws.onclose = (e) => { status.textContent = "disconnected (" + e.code + ")"; };
-ws.onmessage = (e) => {
-  if (typeof e.data === "string") show(e.data);
-  else show("[binary message, " + e.data.byteLength + " bytes]", "system");
-};
+// Messages come as {"id": ..., "data": ...}; after a lost connection the
+// page reconnects (to any worker, on any host) and resumes after the last
+// id it saw, so nothing said meanwhile is missed.
+let ws = null, name = null, lastId = null, delay = 250;
+function connect() {
+  let url = scheme + location.host + "/?ids=1";
+  if (name) url += "&name=" + encodeURIComponent(name);
+  if (lastId) url += "&last_id=" + encodeURIComponent(lastId);
+  ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => { status.textContent = "connected"; delay = 250; };
+  ws.onclose = (e) => {
+    status.textContent = "disconnected (" + e.code + "), reconnecting...";
+    setTimeout(connect, delay);
+    delay = Math.min(2 * delay, 8000);
+  };
+  ws.onmessage = (e) => {
+    if (typeof e.data !== "string") { show("[binary message, " + e.data.byteLength + " bytes]", "system"); return; }
+    let m;
+    try { m = JSON.parse(e.data); } catch (err) { show(e.data, "system"); return; }
+    if (m.you) { name = m.you; return; }
+    if (m.id) lastId = m.id;
+    show(m.data);
+  };
+}
+connect();
 document.getElementById("form").onsubmit = (e) => {
   e.preventDefault();
   const input = document.getElementById("text");
@@ -80,6 +101,9 @@ document.getElementById("form").onsubmit = (e) => {
 </body>
 </html>
 """
+
+
+_GUEST = re.compile(r"guest-[0-9]{1,10}(-[0-9]{1,10})?")
 
 
 def _fail(message: str, status: int = 1) -> int:
@@ -93,20 +117,28 @@ def _fail(message: str, status: int = 1) -> int:
 class DemoApp:
     """The application of ``wsfast serve``: :attr:`routes` for
     :func:`~wsfast.asyncio.serve`, with :meth:`process_request` (which serves
-    the chat page) and :meth:`lifespan`.
+    the chat page) and :meth:`lifespan` (which starts the hub).
 
-    With ``--workers``, the supervisor creates it before forking and each
-    worker gets a copy: the chat room is per process."""
+    The chat room is the hub's channel ``chat`` (``hub``: its URL). With
+    ``--workers``, the supervisor creates the app before forking, each
+    worker starts its copy of the hub: with a Redis hub the room spans every
+    worker and host. The page asks for the JSON envelope (``/?ids=1``) and
+    resumes after its last id when it reconnects; other clients get the
+    lines as they are."""
 
-    def __init__(self) -> None:
-        self.room: set[WebSocket] = set()
+    def __init__(self, hub: str = "memory://") -> None:
+        self.hub = Hub(hub, on_gap=self._gap)
+        self.room: set[WebSocket] = set()  # this process's members
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         """Entered around serving, in the serving process (after the fork,
-        with ``--workers``): where what does I/O for the whole process is
-        set up and torn down. Nothing yet."""
-        yield
+        with ``--workers``): starts and closes the hub."""
+        async with self.hub:
+            yield
+
+    def _gap(self, channels: list[str], reason: str) -> None:
+        broadcast(self.room, "* some messages may have been missed (the hub reconnected)")
 
     @property
     def routes(self) -> dict[str, Any]:
@@ -124,16 +156,30 @@ class DemoApp:
             await ws.send(message)
 
     async def chat(self, ws: WebSocket) -> None:
-        name = f"guest-{ws.id}"
+        assert ws.request is not None
+        query = parse_qs(urlsplit(ws.request.target).query)
+        page = "ids" in query  # the chat page: JSON with ids, and resuming
+        last_id = query.get("last_id", [None])[-1] if page else None
+        name = query.get("name", [""])[-1]
+        if not (page and _GUEST.fullmatch(name)):
+            name = f"guest-{ws.id}" if self.hub.url.startswith("memory:") else f"guest-{os.getpid()}-{ws.id}"
+        if page:
+            await ws.send(json.dumps({"you": name}))
         self.room.add(ws)
-        broadcast(self.room, f"* {name} joined")
         try:
+            try:
+                await self.hub.subscribe(ws, "chat", last_id=last_id, envelope="json" if page else "raw")
+            except ValueError:  # not an id of this hub's: start afresh
+                last_id = None
+                await self.hub.subscribe(ws, "chat", envelope="json" if page else "raw")
+            await self.hub.publish("chat", f"* {name} is back" if last_id else f"* {name} joined")
             async for message in ws:
                 if isinstance(message, str):
-                    broadcast(self.room, f"{name}: {message}")
+                    await self.hub.publish("chat", f"{name}: {message}")
         finally:
             self.room.discard(ws)
-            broadcast(self.room, f"* {name} left")
+            with contextlib.suppress(HubError):  # the hub is closed when the server shuts down
+                await self.hub.publish("chat", f"* {name} left")
 
 
 def _banner(scheme: str, host: str, port: int, workers: str = "") -> str:
@@ -144,8 +190,7 @@ def _banner(scheme: str, host: str, port: int, workers: str = "") -> str:
     )
 
 
-async def _serve(host: str, port: int, context: Optional[ssl.SSLContext]) -> None:
-    app = DemoApp()
+async def _serve(host: str, port: int, context: Optional[ssl.SSLContext], app: DemoApp) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 
@@ -167,7 +212,7 @@ async def _serve(host: str, port: int, context: Optional[ssl.SSLContext]) -> Non
         print("wsfast: shutting down", flush=True)
 
 
-def _serve_workers(args: argparse.Namespace, context: Optional[ssl.SSLContext]) -> int:
+def _serve_workers(args: argparse.Namespace, context: Optional[ssl.SSLContext], app: DemoApp) -> int:
     """``--workers N``: N worker processes under a supervisor (wsfast.workers)."""
     from .workers import Supervisor
 
@@ -178,7 +223,13 @@ def _serve_workers(args: argparse.Namespace, context: Optional[ssl.SSLContext]) 
         workers = f" with {len(supervisor.pids)} workers"
         print(_banner(scheme, supervisor.addresses[0], supervisor.port, workers), flush=True)
 
-    app = DemoApp()
+    if app.hub.url.startswith("memory:") and args.workers != 1:
+        print(
+            "wsfast: the memory:// hub is per process: each worker has a chat room of its own"
+            " (--hub redis://HOST:PORT/0 or redis+streams://... makes one room of them)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         supervisor = Supervisor(
             app.routes,
@@ -215,10 +266,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _fail("--keyfile needs --certfile", 2)
     if args.workers < 0:
         return _fail("--workers must be 0 (one per core) or more", 2)
-    if args.workers != 1:
-        return _serve_workers(args, context)
     try:
-        asyncio.run(_serve(args.host, args.port, context))
+        app = DemoApp(args.hub)
+    except (ValueError, ImportError) as exc:
+        return _fail(f"--hub: {exc}", 2)
+    if args.workers != 1:
+        return _serve_workers(args, context, app)
+    try:
+        asyncio.run(_serve(args.host, args.port, context, app))
+    except HubError as exc:
+        return _fail(str(exc))
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         return _fail(f"cannot listen on {args.host}:{args.port}: {reason}")
@@ -394,8 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="worker processes on the port, under a supervisor (0: one per core; default 1: this process serves);"
-        " each worker has a chat room of its own",
+        help="worker processes on the port, under a supervisor (0: one per core; default 1: this process serves)",
+    )
+    p.add_argument(
+        "--hub",
+        default="memory://",
+        metavar="URL",
+        help="the chat room's hub (wsfast.hub): memory:// (default: one process), redis://HOST:PORT/DB (Redis"
+        " Pub/Sub) or redis+streams://HOST:PORT/DB (Redis Streams: pages resume after a reconnect)",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -132,6 +132,17 @@ return lines();
 )
 
 
+# Runs in the chat page: wait until it has reconnected and shows ``last``.
+CHAT_RESUMED_JS = (
+    "(async (last) => {\n"
+    + WAIT_FOR
+    + """const lines = () => Array.from(document.querySelectorAll("#log p"), (p) => p.textContent);
+await waitFor(() => lines().includes(last) && document.getElementById("status").textContent === "connected", 10000);
+return lines();
+})"""
+)
+
+
 @dataclass
 class Seen:
     """What the server's ``/echo`` handler received, and how its connections were set up."""
@@ -175,8 +186,9 @@ async def demo_server(context: Optional[ssl.SSLContext] = None) -> AsyncIterator
             seen.closes.append((ws.close_code, ws.close_reason))
 
     routes = {**app.routes, "/echo": echo}
-    async with wsfast.serve(routes, "127.0.0.1", 0, ssl=context, process_request=app.process_request) as server:
-        yield server, app, seen
+    async with app.lifespan():
+        async with wsfast.serve(routes, "127.0.0.1", 0, ssl=context, process_request=app.process_request) as server:
+            yield server, app, seen
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +239,15 @@ async def check_chat_page(page: Page, app: DemoApp, origin: str) -> None:
     assert (member.response.headers.get("Sec-WebSocket-Extensions") or "").startswith("permessage-deflate")
     lines = await page.evaluate(call_js(CHAT_SAY_JS, name, CHAT_LINE), timeout=15)
     assert lines == [f"* {name} joined", f"{name}: {CHAT_LINE}"]
+    # The connection is lost; what is said meanwhile reaches the page once it
+    # has reconnected and resumed after the last id it saw, once and in order.
+    member.transport.abort()
+    await eventually(lambda: not app.room, timeout=10)
+    away = [f"said while {name} was away {i}" for i in range(3)]
+    for line in away:
+        await app.hub.publish("chat", line)
+    lines = await page.evaluate(call_js(CHAT_RESUMED_JS, f"* {name} is back"), timeout=15)
+    assert lines == [f"* {name} joined", f"{name}: {CHAT_LINE}", f"* {name} left", *away, f"* {name} is back"]
 
 
 async def check_echo(page: Page, seen: Seen, origin: str) -> None:

@@ -32,6 +32,8 @@ PEER_MODULES: dict[str, str] = {
     "uvloop": "uvloop",
     "matplotlib": "matplotlib",
     "trustme": "trustme",
+    "broadcaster": "broadcaster",
+    "redis": "redis",
 }
 """Import name of each optional package the benchmark can use."""
 

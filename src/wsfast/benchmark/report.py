@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from . import fanout
 from ._common import import_module
 from .runner import LABELS, SCENARIOS, installed, size_label
 
@@ -104,12 +105,15 @@ def markdown(results: dict[str, Any]) -> str:
         f" wsfast {wsfast['version']} ({wsfast['codec']} codec), Python {env['python']} ({env['implementation']}),"
         f" {env['platform']}, {env['cpus']} CPUs; load average {env['load_average_start']} at the start,"
         f" {env['load_average_end']} at the end.",
-        "",
-        f"Each cell is the median of {config['runs']} runs of {config['duration']} s (after"
-        f" {config['warmup']} s of warm-up), ± half their range, and the ratio to the raw TCP echo ceiling"
-        f" of the same scenario, size and loop. Processes: {env['pinning']}; the fixed counterpart runs on"
-        f" {env['counterpart_loop']}.",
     ]
+    if any(p["scenario"] != "fanout" for p in results["points"]):
+        lines += [
+            "",
+            f"Each cell is the median of {config['runs']} runs of {config['duration']} s (after"
+            f" {config['warmup']} s of warm-up), ± half their range, and the ratio to the raw TCP echo ceiling"
+            f" of the same scenario, size and loop. Processes: {env['pinning']}; the fixed counterpart runs on"
+            f" {env['counterpart_loop']}.",
+        ]
     if results["skipped"]:
         lines += ["", "Skipped: " + "; ".join(f"{s['what']} ({s['reason']})" for s in results["skipped"]) + "."]
     points = results["points"]
@@ -117,6 +121,9 @@ def markdown(results: dict[str, Any]) -> str:
         for loop in config["loops"]:
             mine = [p for p in points if p["scenario"] == name and p["loop"] == loop]
             if not mine:
+                continue
+            if scenario.role == "fanout":
+                lines += [""] + fanout.markdown(mine, config, f"{scenario.title} ({loop})")
                 continue
             lines += ["", f"## {scenario.title} ({loop})", ""]
             if scenario.role in ("server", "client"):
@@ -209,6 +216,12 @@ def charts(results: dict[str, Any], directory: str) -> list[str]:
     for name, scenario in SCENARIOS.items():
         mine = [p for p in points if p["scenario"] == name]
         if not mine:
+            continue
+        if scenario.role == "fanout":
+            path = os.path.join(directory, f"{name}.png")
+            loop = mine[0]["loop"]
+            fanout.chart([p for p in mine if p["loop"] == loop], path, f"{scenario.title} ({loop})")
+            written.append(path)
             continue
         panels = [loop for loop in loops if any(p["loop"] == loop for p in mine)]
         rated = scenario.role in ("server", "client")

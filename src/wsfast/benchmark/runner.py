@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from .. import HAS_SPEEDUPS, IMPLEMENTATION, __version__
+from . import fanout
 from ._common import PEER_MODULES, import_optional, proc_rss_bytes, raise_fd_limit, summarize
 
 __all__ = ["Config", "run_suite", "summarize_points", "SCENARIOS", "LIBRARIES", "SCHEMA", "Scenario"]
@@ -35,8 +36,9 @@ KiB = 1024
 MiB = 1024 * 1024
 DEFAULT_SIZES = (64, KiB, 64 * KiB, MiB)
 
-LIBRARIES = ("wsfast", "websockets", "picows", "aiohttp")
-"""What ``--peers`` selects from (wsfast covers both of its APIs)."""
+LIBRARIES = ("wsfast", "websockets", "picows", "aiohttp", "broadcaster")
+"""What ``--peers`` selects from (wsfast covers both of its APIs; broadcaster
+runs in the fanout scenario only)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Scenario:
     """One table of the report."""
 
     name: str
-    role: str  # server, client, broadcast or memory
+    role: str  # server, client, broadcast, memory or fanout
     title: str
     connections: int
     variant: str = "plain"  # for servers: plain, deflate, tls or pure
@@ -62,6 +64,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("client-100", "client", "Clients, 100 concurrent connections, request-response", 100),
         Scenario("broadcast-1000", "broadcast", "Broadcast of one 64 B message to every connection", 1000),
         Scenario("memory-2000", "memory", "Memory per idle server connection", 2000),
+        Scenario("fanout", "fanout", "Fan-out: publish/subscribe across worker processes", 10000),
     )
 }
 
@@ -75,8 +78,9 @@ LABELS = {
     "websockets": "websockets",
     "picows": "picows",
     "aiohttp": "aiohttp",
+    **fanout.LABELS,
 }
-_LIBRARY = {"wsfast-serve": "wsfast", "wsfast-connect": "wsfast"}
+_LIBRARY = {"wsfast-serve": "wsfast", "wsfast-connect": "wsfast", **fanout.LIBRARY}
 _NO_DEFLATE = {"picows": "picows has no permessage-deflate"}
 BROADCAST_SIZE = 64
 MEMORY_WARMUP = 50  # connections opened before the baseline is read
@@ -111,6 +115,16 @@ class Config:
     broadcast_connections: int = 1000
     memory_connections: int = 2000
     memory_runs: int = 3
+    # fanout: W workers x C clients on one channel (the memory hub: 1 worker)
+    fanout_workers: int = 2
+    fanout_clients: int = 10000
+    fanout_clients_per_process: int = 2500
+    fanout_deliveries_per_s: int = 10000  # the fixed rate, in deliveries (messages/s x clients)
+    fanout_rate_seconds: float = 20.0
+    fanout_saturation_seconds: float = 8.0
+    fanout_window: int = 4  # messages in flight at saturation
+    fanout_runs: int = 1
+    fanout_impls: Sequence[str] = fanout.IMPLS
     quick: bool = False
     command: str = ""
     progress: Callable[[str], None] = field(default=lambda line: None, repr=False)
@@ -125,6 +139,9 @@ class Config:
             "loops": ("uvloop",) if installed("uvloop") else ("asyncio",),
             "scenarios": ("server-100", "memory-2000"),
             "memory_runs": 1,
+            "fanout_clients": 1000,
+            "fanout_rate_seconds": 3.0,
+            "fanout_saturation_seconds": 2.0,
             "quick": True,
         }
         values.update(overrides)
@@ -287,6 +304,8 @@ class Suite:
             return self.config.broadcast_connections
         if scenario.role == "memory":
             return self.config.memory_connections
+        if scenario.role == "fanout":
+            return self.config.fanout_clients
         return scenario.connections
 
     def fail(self, scenario: str, loop: str, size: int, impl: str, error: str) -> None:
@@ -300,6 +319,16 @@ class Suite:
         candidates = CLIENT_IMPLS if scenario.role == "client" else SERVER_IMPLS
         chosen: list[str] = []
         left_out: list[tuple[str, str]] = []
+        if scenario.role == "fanout":
+            for impl in fanout.IMPLS:
+                if _LIBRARY[impl] not in self.config.peers or impl not in self.config.fanout_impls:
+                    continue
+                reason = fanout.missing(impl)
+                if reason is None:
+                    chosen.append(impl)
+                else:
+                    left_out.append((f"{impl} in fanout", reason))
+            return chosen, left_out
         for impl in candidates:
             lib = _LIBRARY.get(impl, impl)
             if impl != "raw" and lib not in self.config.peers:
@@ -377,6 +406,16 @@ class Suite:
                 f"[{self.step}/{self.total}] {scenario} {loop} {size_label(size)} {impl} run {rep + 1}:"
                 f" {result['msgs_per_s']:,.0f} msg/s, p50 {result['p50_us']:.0f} µs,"
                 f" p99 {result['p99_us']:.0f} µs, client CPU {result['client_cpu']:.0%}{server}"
+            )
+        elif "saturation" in result:
+            rate, top = result["rate"], result["saturation"]
+            self.say(
+                f"[{self.step}/{self.total}] {scenario} {impl} run {rep + 1} ({result['workers']} worker(s) x"
+                f" {result['clients']:,} clients): fixed rate {rate['deliveries_per_s']:,.0f} deliveries/s, to the"
+                f" last client p50 {rate['last_p50_ms']:.1f} ms p99 {rate['last_p99_ms']:.1f} ms; saturation"
+                f" {top['deliveries_per_s']:,.0f} deliveries/s, server CPU {top['server_us_per_delivery']:.2f} µs"
+                f" + Redis {top['redis_us_per_delivery']:.2f} µs per delivery;"
+                f" {result['bytes_per_connection'] / 1000:.1f} KB per connection"
             )
         elif "ms_to_last" in result:
             times = ", ".join(f"{t:.1f}" for t in result["ms_to_last"])
@@ -519,20 +558,26 @@ class Suite:
                 finally:
                     worker.stop()
 
+    def run_fanout(self, loop: str, scenario: Scenario) -> None:
+        fanout.run_scenario(self, loop, self.impls(scenario))
+
     # ------------------------------------------------------------ all
 
     def plan_size(self, loops: list[str], chosen: list[Scenario]) -> int:
         """How many runs the progress lines count to."""
         total = 0
+        once = 0  # fanout runs on one event loop only (see run)
         for s in chosen:
             n = len(self.select(s)[0])
             if s.role in ("server", "client"):
                 total += n * len(self.config.sizes) * self.config.runs
             elif s.role == "broadcast":
                 total += n
+            elif s.role == "fanout":
+                once += n * self.config.fanout_runs
             else:
                 total += n * self.config.memory_runs
-        return total * len(loops)
+        return total * len(loops) + once
 
     def run(self) -> dict[str, Any]:
         config = self.config
@@ -545,7 +590,10 @@ class Suite:
                 self.skip("uvloop", "uvloop not installed")
             else:
                 loops.append(loop)
+        fanout_chosen = "fanout" in config.scenarios
         for lib in config.peers:
+            if lib == "broadcaster" and not fanout_chosen:
+                continue
             if lib != "wsfast" and not installed(lib):
                 self.skip(lib, f"{lib} not installed")
         chosen = [SCENARIOS[name] for name in config.scenarios]
@@ -577,6 +625,11 @@ class Suite:
                         self.run_broadcast(driver, loop, s)
                     elif s.role == "memory":
                         self.run_memory(driver, loop, s)
+            fanout_scenarios = [s for s in chosen if s.role == "fanout"]
+            if fanout_scenarios and loops:
+                # one event loop: uvloop when selected (the fastest for every implementation), else the first
+                loop = "uvloop" if "uvloop" in loops else loops[0]
+                self.run_fanout(loop, fanout_scenarios[0])
         finally:
             driver.stop()
             if fixed is not None:
@@ -588,7 +641,7 @@ class Suite:
         config = self.config
         points = summarize_points(list(self.points.values()))
         versions = {}
-        for name in ("websockets", "picows", "aiohttp", "uvloop", "matplotlib", "trustme"):
+        for name in ("websockets", "picows", "aiohttp", "uvloop", "matplotlib", "trustme", "broadcaster", "redis"):
             if installed(name):
                 try:
                     import importlib.metadata as metadata
@@ -623,6 +676,8 @@ class Suite:
 
     @staticmethod
     def summarize_point(point: dict[str, Any]) -> dict[str, Any]:
+        if point["scenario"] == "fanout":
+            return fanout.summarize_point(point)
         good = [r for r in point["runs"] if "error" not in r]
         errors = [r["error"] for r in point["runs"] if "error" in r]
         if not good:

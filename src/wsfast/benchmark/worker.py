@@ -10,6 +10,9 @@
   commands read from standard input.
 * ``client``: a client under test (``impl``, ``loop``); runs the commands
   read from standard input.
+* ``fanout-server``, ``fanout-clients``, ``fanout-publisher``: the processes
+  of the fanout scenario (:mod:`.fanout`); their event loop keeps running
+  between commands.
 
 Each worker first writes one JSON line (``{"ready": ...}`` or
 ``{"error": ...}``) on its standard output, then one per command. Anything
@@ -118,6 +121,10 @@ def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
     sys.stdout = sys.stderr  # the standard output carries the JSON replies only
     role = spec["role"]
+    if role.startswith("fanout-"):
+        from .fanout import main_role
+
+        return main_role(spec)
     if role in ("driver", "client"):
         _command_loop(spec)
         return 0

@@ -222,14 +222,14 @@ def _serve_workers(args: argparse.Namespace, context: Optional[ssl.SSLContext], 
         scheme = "https" if context else "http"
         workers = f" with {len(supervisor.pids)} workers"
         print(_banner(scheme, supervisor.addresses[0], supervisor.port, workers), flush=True)
+        if app.hub.url.startswith("memory:"):
+            print(
+                "wsfast: the memory:// hub is per process: each worker has a chat room of its own"
+                " (--hub redis://HOST:PORT/0 or redis+streams://... makes one room of them)",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    if app.hub.url.startswith("memory:") and args.workers != 1:
-        print(
-            "wsfast: the memory:// hub is per process: each worker has a chat room of its own"
-            " (--hub redis://HOST:PORT/0 or redis+streams://... makes one room of them)",
-            file=sys.stderr,
-            flush=True,
-        )
     try:
         supervisor = Supervisor(
             app.routes,

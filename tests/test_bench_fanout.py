@@ -55,6 +55,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         fanout_rate_seconds=0.5,
         fanout_saturation_seconds=0.3,
         fanout_impls=impls,
+        fanout_runs=1,
         command="test",
         progress=lines.append,
     )

@@ -123,7 +123,7 @@ class Config:
     fanout_rate_seconds: float = 20.0
     fanout_saturation_seconds: float = 8.0
     fanout_window: int = 4  # messages in flight at saturation
-    fanout_runs: int = 1
+    fanout_runs: int = 2
     fanout_impls: Sequence[str] = fanout.IMPLS
     quick: bool = False
     command: str = ""
@@ -142,6 +142,7 @@ class Config:
             "fanout_clients": 1000,
             "fanout_rate_seconds": 3.0,
             "fanout_saturation_seconds": 2.0,
+            "fanout_runs": 1,
             "quick": True,
         }
         values.update(overrides)

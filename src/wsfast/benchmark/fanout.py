@@ -1227,6 +1227,11 @@ def _spread(point: dict[str, Any], key: str, fmt: str = "{:.2f}") -> str:
     return f" ({fmt.format(summary['min'])}-{fmt.format(summary['max'])})"
 
 
+def _floor(ratio: float) -> str:
+    """A ratio to two decimals, rounded down (so that 2.996 does not read as 3.00 next to "not met")."""
+    return f"{math.floor(ratio * 100) / 100:.2f}"
+
+
 def _med(point: dict[str, Any], key: str) -> float:
     return float(point["summary"][key]["median"])
 
@@ -1273,7 +1278,7 @@ def targets(points: list[dict[str, Any]]) -> list[str]:
                 ratio = _med(ok[impl], key) / _med(best, key)
                 rate = _med(ok[impl], "saturation.deliveries_per_s") / _med(best, "saturation.deliveries_per_s")
                 lines.append(
-                    f"- {LABELS[impl]}: {ratio:.2f}x the deliveries per server-CPU-second of the best peer"
+                    f"- {LABELS[impl]}: {_floor(ratio)}x the deliveries per server-CPU-second of the best peer"
                     f" ({LABELS[best['impl']]}, {_rate(_med(best, key))}/s), {rate:.2f}x its deliveries/s at"
                     f" saturation; target 3x: {'met' if ratio >= 3 else 'not met'}"
                 )
@@ -1443,7 +1448,8 @@ def chart(points: list[dict[str, Any]], path: str, title: str) -> None:
     ax.bar_label(bars, fmt="%.1f", padding=2, fontsize=8)
     ax.axvline(10, color="red", linewidth=0.8, linestyle="--", label="10 ms target")
     ax.set_yticks(list(ys), [""] * len(ok))
-    ax.set_xlabel("ms from publish to the last client, fixed rate (p50, p99)")
+    ax.set_xscale("log")
+    ax.set_xlabel("ms from publish to the last client, fixed rate (p50, p99; log scale)")
     ax.legend(fontsize=8, loc="best")
     ax.invert_yaxis()
     fig.suptitle(title, fontsize=10)

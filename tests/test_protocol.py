@@ -1265,6 +1265,66 @@ def test_any_chunking_gives_the_same_events(
     assert chunked.failure is None
 
 
+# The two cases fuzzing found where the close code depended on where TCP split
+# the bytes: checks run in a fixed order (sequence and RSV bits, then the
+# message size, then UTF-8), whether a frame is complete or still arriving.
+CHUNKING_CASES = {
+    # A text message taken over the size limit by a continuation that starts
+    # with invalid UTF-8: 1009 (was 1007 when the continuation came in two).
+    "over-the-limit-then-invalid-utf8": (
+        [(TEXT, b"hello", False, 0), (CONT, b"\xff" + b"x" * 9, True, 0)],
+        1009,
+    ),
+    # A text continuation with RSV1 and invalid UTF-8: 1002 (was 1007 when
+    # the continuation came in two).
+    "rsv1-continuation-with-invalid-utf8": (
+        [(TEXT, b"a", False, 0), (CONT, b"\xff" + b"x" * 3, True, 4)],
+        1002,
+    ),
+    # The same with a fragmented message that starts over the limit in its
+    # second frame's header, and with invalid UTF-8 later in that frame.
+    "over-the-limit-valid-start": (
+        [(TEXT, b"hello", False, 0), (CONT, b"abc\xff" + b"x" * 6, True, 0)],
+        1009,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CHUNKING_CASES))
+@pytest.mark.parametrize("deflate", [False, True])
+def test_close_code_does_not_depend_on_how_the_bytes_are_split(role: Role, case: str, deflate: bool) -> None:
+    frames, code = CHUNKING_CASES[case]
+    data = b"".join(peer_frame(role, opcode, payload, fin, rsv) for opcode, payload, fin, rsv in frames)
+    for cut in range(len(data) + 1):
+        conn = Connection(role, max_message_size=10, deflate=Deflate() if deflate else None)
+        conn.receive_data(data[:cut])
+        conn.receive_data(data[cut:])
+        assert isinstance(conn.failure, FrameError), cut
+        assert conn.failure.code == code, (cut, conn.failure)
+
+
+def test_message_over_the_limit_fails_before_the_bytes_of_the_frame_that_crosses_it(role: Role) -> None:
+    """A text continuation that takes the message over the limit fails with
+    1009 as soon as its first bytes arrive, before they are validated."""
+    conn = Connection(role, max_message_size=10)
+    assert conn.receive_data(peer_frame(role, TEXT, b"hello", fin=False)) == []
+    frame = peer_frame(role, CONT, b"\xff" * 6)
+    conn.receive_data(frame[: len(frame) - 5])  # the header and one invalid byte
+    assert_failed(conn, 1009)
+
+
+def test_many_fragments_are_joined_as_they_arrive(role: Role) -> None:
+    """A message in progress is one buffer, not one object per fragment."""
+    conn = Connection(role, max_message_size=1000)
+    conn.receive_data(peer_frame(role, BINARY, b"a", fin=False))
+    conn.receive_data(b"".join(peer_frame(role, CONT, b"b", fin=False) for _ in range(500)))
+    assert isinstance(conn._msg_data, bytearray) and len(conn._msg_data) == 501
+    events = conn.receive_data(peer_frame(role, CONT, b"c"))
+    assert events == [BinaryMessage(b"a" + b"b" * 500 + b"c")]
+    assert type(events[0].data) is bytes  # type: ignore[attr-defined]
+    assert conn._msg_data is None
+
+
 # ---------------------------------------------------------------- buffers
 
 

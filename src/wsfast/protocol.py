@@ -190,7 +190,7 @@ class Connection:
         "_discard",
         "_msg_opcode",
         "_msg_compressed",
-        "_msg_parts",
+        "_msg_data",
         "_msg_size",
         "_validator",
         "_decoder",
@@ -240,7 +240,10 @@ class Connection:
         # The incoming fragmented message, if any.
         self._msg_opcode = 0
         self._msg_compressed = False
-        self._msg_parts: list[bytes] = []
+        # Its data so far, joined as it comes: the first fragment as it is,
+        # then a bytearray (memory follows the message's size, not the
+        # number of its fragments).
+        self._msg_data: Union[bytes, bytearray, None] = None
         self._msg_size = 0
         self._validator = Utf8Validator()
         self._decoder: Optional[codecs.IncrementalDecoder] = None
@@ -464,19 +467,31 @@ class Connection:
             else:
                 sink.on_fragment(chunk, text, fin)
         else:
-            self._msg_parts.append(data)
+            joined = self._msg_data
+            if joined is not None:
+                if type(joined) is bytes:
+                    joined = bytearray(joined)
+                joined += data
+                self._msg_data = joined
+            elif not fin:
+                self._msg_data = data
         if fin:
             if not self.stream_messages:
-                parts = self._msg_parts
-                message = parts[0] if len(parts) == 1 else b"".join(parts)
-                self._msg_parts = []
+                joined = self._msg_data
+                self._msg_data = None
+                message = data if joined is None else joined
                 if not text:
+                    if type(message) is not bytes:
+                        message = bytes(message)
                     if sink is None:
                         events.append(BinaryMessage(message))
                     else:
                         sink.on_binary(message)
                 else:
-                    decoded = message if self.text_as_bytes else message.decode()
+                    if self.text_as_bytes:
+                        decoded: Union[str, bytes] = message if type(message) is bytes else bytes(message)
+                    else:
+                        decoded = message.decode()
                     if sink is None:
                         events.append(TextMessage(decoded))
                     else:
@@ -485,18 +500,42 @@ class Connection:
             self._decoder = None
 
     def _check_partial(self) -> None:
-        """Validate the received part of an incomplete text frame (fail fast)."""
+        """Check the received part of an incomplete text frame (fail fast).
+
+        The checks are those of the complete frame, in the same order, so
+        that the outcome does not depend on how the bytes were split: a frame
+        that will fail with 1002 once complete (a data frame inside a
+        fragmented message, RSV bits on a continuation) is left to fail then;
+        a message that the frame takes past ``max_message_size`` fails with
+        1009 at the header, before its bytes are validated; only then does
+        invalid UTF-8 fail with 1007, at the first bad byte. Compressed frames
+        are checked once complete and inflated.
+        """
         head = self._reader.partial(_PARTIAL_HEADER_ONLY)
         if head is None:
             return
-        opcode, _, rsv, _, _ = head
+        opcode, fin, rsv, length, _ = head
+        if rsv:
+            return  # compressed, or an error that the complete frame reports
         if opcode == OP_TEXT:
-            if rsv or self._msg_opcode:
-                return  # compressed, or an error that the complete frame reports
-            if not self._checked:
-                self._validator.reset()
+            if self._msg_opcode:
+                return  # an error that the complete frame reports
+            size = length
         elif opcode != OP_CONT or self._msg_opcode != OP_TEXT or self._msg_compressed:
             return
+        else:
+            size = self._msg_size + length
+        limit = self.max_message_size
+        if limit is not None and size > limit:
+            # Only with permessage-deflate can a single frame be over the
+            # limit (the reader allows compressed frames 1/16 more); a whole
+            # uncompressed text message in one frame is then validated as
+            # it is once complete, without a size check.
+            if opcode == OP_CONT or not fin or self.stream_messages:
+                self._fail(1009, f"message larger than max_message_size={limit}")
+            return
+        if opcode == OP_TEXT and not self._checked:
+            self._validator.reset()
         partial = self._reader.partial(self._checked)
         assert partial is not None
         chunk = partial[4]
@@ -540,7 +579,7 @@ class Connection:
             self._out.append(build_frame(OP_CLOSE, _close_payload(code, reason), True, 0, self._mask))
         self.state = State.CLOSED if self.close_received else State.CLOSING
         self._discard = True
-        self._msg_parts = []
+        self._msg_data = None
 
     # ------------------------------------------------------------ sending
 

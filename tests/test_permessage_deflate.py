@@ -19,6 +19,7 @@ import pytest
 from wsfast.events import BinaryMessage, Fragment, TextMessage
 from wsfast.exceptions import FrameError, NegotiationError
 from wsfast.extensions import Deflate, PerMessageDeflate, parse_extensions, serialize_extension
+from wsfast.extensions.permessage_deflate import MessageTooBig
 from wsfast.protocol import ClientConnection, Connection, Role, ServerConnection, State
 
 CONT, TEXT, BINARY, CLOSE = 0x0, 0x1, 0x2, 0x8
@@ -615,6 +616,63 @@ def test_decompression_bomb_is_refused_in_bounded_memory(role: Role, gigabyte_of
     assert events == []
     assert_failed(conn, 1009)
     assert peak < 2 * limit, f"peak {peak / MiB:.1f} MiB for a {limit / MiB:.0f} MiB limit"
+
+
+def _traced_peak(conn: Connection, data: bytes) -> tuple[list[Any], int]:
+    tracemalloc = pytest.importorskip("tracemalloc", reason="no tracemalloc (PyPy): the memory peak is not measurable")
+    tracemalloc.start()
+    try:
+        events = conn.receive_data(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return events, peak
+
+
+@pytest.mark.parametrize("inflated", ["bomb", "under-the-limit"])
+def test_single_frame_near_the_frame_limit_inflates_in_bounded_memory(role: Role, inflated: str) -> None:
+    """A compressed frame as large as the reader allows (about the message
+    limit): its payload is not copied to append the 4-byte tail, so a bomb is
+    refused holding the frame and about ``limit`` bytes of output (it held
+    3.2 MiB for a 1 MiB limit), and a message that fits holds the frame, its
+    output and the joined message (it held 4 MiB)."""
+    limit = MiB
+    rng = random.Random(17)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    # Incompressible bytes fill the frame; a bomb adds 100 MiB of zeros,
+    # which cost about 100 KB more on the wire.
+    plain = rng.randbytes(limit - 4096) if inflated == "under-the-limit" else rng.randbytes(limit - 110_000)
+    compressed = c.compress(plain)
+    if inflated == "bomb":
+        for _ in range(100):
+            compressed += c.compress(bytes(MiB))
+    compressed += c.flush(zlib.Z_SYNC_FLUSH)
+    assert compressed.endswith(TAIL)
+    compressed = compressed[:-4]
+    assert 0.99 * limit < len(compressed) < limit + limit // 16
+    conn = Connection(role, deflate=Deflate(), max_message_size=limit)
+    events, peak = _traced_peak(conn, peer_frame(role, BINARY, compressed, rsv=4))
+    if inflated == "bomb":
+        assert events == []
+        assert_failed(conn, 1009)
+        assert peak < 2.3 * limit, f"peak {peak / MiB:.2f} MiB for a {limit / MiB:.0f} MiB limit"
+    else:
+        assert events == [BinaryMessage(plain)]
+        assert peak < 3.3 * limit, f"peak {peak / MiB:.2f} MiB for a {limit / MiB:.0f} MiB limit"
+
+
+def test_decompress_feeds_the_tail_of_a_large_frame_on_its_own() -> None:
+    """Deflate.decompress, with and without a limit, on a frame of several
+    64 KiB steps: the same output as with the tail appended."""
+    rng = random.Random(3)
+    plain = rng.randbytes(200_000) + bytes(300_000)
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    compressed = (c.compress(plain) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    assert len(compressed) > 3 * 65536
+    for limit in (None, len(plain)):
+        assert Deflate().decompress(compressed, True, limit) == plain
+    with pytest.raises(MessageTooBig):
+        Deflate().decompress(compressed, True, len(plain) - 1)
 
 
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])

@@ -263,23 +263,35 @@ class Deflate:
         decompressor = self._decompressor
         if decompressor is None:
             decompressor = self._decompressor = zlib.decompressobj(-self.decompress_bits)
-        if final:
-            data = data + _TAIL
         if limit is None:
-            out = decompressor.decompress(data)
+            if len(data) <= _STEP:
+                out = decompressor.decompress(data + _TAIL if final else data)
+            else:  # the tail on its own, as below
+                out = decompressor.decompress(data)
+                if final:
+                    out += decompressor.decompress(_TAIL)
         else:
-            out = self._inflate_in_steps(decompressor, data, limit)
+            out = self._inflate_in_steps(decompressor, data, final, limit)
         if final and self.decompress_reset:
             self._decompressor = None
         return out
 
     @staticmethod
-    def _inflate_in_steps(decompressor: zlib._Decompress, data: bytes, limit: int) -> bytes:
+    def _inflate_in_steps(decompressor: zlib._Decompress, data: bytes, final: bool, limit: int) -> bytes:
         chunks = []
         total = 0
-        view = memoryview(data)
-        for start in range(0, len(data) or 1, _STEP):
-            piece: object = data if len(data) <= _STEP else view[start : start + _STEP]
+        pieces: list[object]
+        if len(data) <= _STEP:
+            pieces = [data + _TAIL if final else data]
+        else:
+            # In steps, and the 4-byte tail on its own: appending it to the
+            # payload would copy the whole compressed frame (one more buffer
+            # of the frame's size at the peak).
+            view = memoryview(data)
+            pieces = [view[start : start + _STEP] for start in range(0, len(data), _STEP)]
+            if final:
+                pieces.append(_TAIL)
+        for piece in pieces:
             while True:
                 chunk = decompressor.decompress(piece, _STEP)  # type: ignore[arg-type]
                 total += len(chunk)

@@ -210,7 +210,7 @@ def test_subscribers_joining_at_once_all_get_the_first_message() -> None:
 
 def test_messages_of_one_turn_go_out_in_one_write_per_connection() -> None:
     async def main() -> None:
-        async with Hub() as hub, serve(Room(hub), "127.0.0.1", 0, own_transport=False) as server:
+        async with Hub(max_delay=0) as hub, serve(Room(hub), "127.0.0.1", 0, own_transport=False) as server:
             clients = [await connect(uri(server, "/burst")) for _ in range(3)]
             await eventually(lambda: len(hub._channels.get("burst", ())) == 3)
             writes: list[int] = []
@@ -226,6 +226,34 @@ def test_messages_of_one_turn_go_out_in_one_write_per_connection() -> None:
             assert hub.stats.delivered == 300
             for ws in clients:
                 await ws.close()
+
+    run(main())
+
+
+def test_under_load_messages_wait_at_most_max_delay_to_share_a_write() -> None:
+    async def main() -> None:
+        async with Hub(max_delay=0.2) as hub, serve(Room(hub), "127.0.0.1", 0, own_transport=False) as server:
+            clients = [await connect(uri(server, "/load")) for _ in range(2)]
+            await eventually(lambda: len(hub._channels.get("load", ())) == 2)
+            writes: list[int] = []
+            for sub in hub._channels["load"].values():
+                transport = sub._target._transport
+                write = transport.write
+                transport.write = lambda data, write=write: (writes.append(len(data)), write(data))[1]
+            await hub.publish("load", "first")  # nothing written lately: at the end of this turn
+            for ws in clients:
+                assert await ws.recv() == "first"
+            assert len(writes) == 2
+            for i in range(10):  # each in a turn of its own, within max_delay of the first write
+                await hub.publish("load", f"m{i}")
+                await asyncio.sleep(0)
+            for ws in clients:
+                assert await recv_all(ws, 10) == [f"m{i}" for i in range(10)]
+            assert len(writes) == 4  # one more write per connection for the ten
+            for ws in clients:
+                await ws.close()
+        with pytest.raises(ValueError, match="max_delay"):
+            Hub(max_delay=-1)
 
     run(main())
 
@@ -411,7 +439,7 @@ def test_a_slow_consumer_is_bounded_and_does_not_hold_up_the_others(policy: str)
 
 def test_close_policy_sends_1013_to_a_consumer_that_reads_again() -> None:
     async def main() -> None:
-        hub = Hub(policy="close", max_pending=32 * KiB)
+        hub = Hub(policy="close", max_pending=32 * KiB, max_delay=0)
         async with hub, serve(Room(hub), "127.0.0.1", 0, own_transport=False) as server:
             slow, _ = await _slow_client(hub, server.port, "/c")
             for _ in range(100):

@@ -174,6 +174,11 @@ class Hub:
     ``policy`` and ``max_pending`` are the defaults of :meth:`subscribe`.
     ``on_gap(channels, reason)`` is called when messages of those channels
     may have been missed (Redis Pub/Sub reconnected): resync the clients.
+    ``max_delay`` (seconds): under load, how long a message may wait to go
+    out with the next ones, in one write per connection. A message that
+    arrives when nothing was written for ``max_delay`` goes out at the end
+    of the event loop's turn; the hub writes at most once per ``max_delay``
+    otherwise (0: at the end of every turn that received messages).
 
     Create it anywhere (it does no I/O until :meth:`start`), start it in the
     process that uses it (after a fork), use it as ``async with hub:``.
@@ -188,8 +193,12 @@ class Hub:
         policy: Policy = "drop",
         max_pending: int = 256 * 1024,
         on_gap: Optional[Callable[[list[str], str], Any]] = None,
+        max_delay: float = 0.001,
     ) -> None:
         self.url = url
+        if not max_delay >= 0:
+            raise ValueError(f"max_delay is a number of seconds >= 0, not {max_delay!r}")
+        self.max_delay = max_delay
         self._envelope = _envelope(envelope)
         self.max_message_size = max_message_size
         _check_policy(policy, max_pending)
@@ -204,6 +213,7 @@ class Hub:
         self._live: dict[str, Optional[str]] = {}  # the last id seen per channel (ordered backends)
         self._batches: dict[str, list[_Message]] = {}  # delivered in this turn of the loop, per channel
         self._flushing: Optional[asyncio.Handle] = None
+        self._flushed_at = float("-inf")  # when the last flush ended (loop time)
         self._lock: Optional[asyncio.Lock] = None  # joins and leaves of the backend's channels, one at a time
         self._state = "new"  # -> "started" -> "closed"
 
@@ -420,10 +430,11 @@ class Hub:
     # ------------------------------------------------------------ delivery (the backend calls these)
 
     def deliver(self, channel: str, id: Optional[str], data: bytes, text: bool) -> None:
-        """A message of ``channel`` from the backend. It is framed now and
-        written at the end of this turn of the event loop, together with
-        the channel's other messages of the same turn: under load, one write
-        (one system call) per connection carries several messages."""
+        """A message of ``channel`` from the backend. It is written at the
+        end of this turn of the event loop, or ``max_delay`` after the last
+        write if that is later, together with the channel's other messages
+        of the meantime: under load, one write (one system call) per
+        connection carries several messages."""
         stats = self.stats
         stats.received += 1
         if id is not None and channel in self._live:
@@ -438,7 +449,11 @@ class Hub:
         if batch is None:
             batch = self._batches[channel] = []
             if self._flushing is None:
-                self._flushing = asyncio.get_running_loop().call_soon(self._flush_batches)
+                loop = asyncio.get_running_loop()
+                wait = self._flushed_at + self.max_delay - loop.time()
+                self._flushing = (
+                    loop.call_later(wait, self._flush_batches) if wait > 0 else loop.call_soon(self._flush_batches)
+                )
         batch.append((parse_id(id) if id is not None else _NO_ID, id, data, text))
 
     def _flush_batches(self) -> None:
@@ -448,6 +463,7 @@ class Hub:
             subs = self._channels.get(channel)
             if subs:
                 self._dispatch(channel, subs, batch)
+        self._flushed_at = asyncio.get_running_loop().time()
 
     def _dispatch(self, channel: str, subs: dict[Any, Subscription], batch: list[_Message]) -> None:
         """Write ``batch`` (one channel's messages, in order) to ``subs``:

@@ -9,6 +9,7 @@ not compiled (and fails when ``WSFAST_REQUIRE_SPEEDUPS=1``).
 
 from __future__ import annotations
 
+import random
 import string
 from typing import Optional
 
@@ -28,6 +29,7 @@ from .codec_helpers import (
     split,
     validator_trace,
 )
+from .protocol_trace import check_chunking_invariance
 
 DIFFERENTIAL = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -302,3 +304,17 @@ def test_reader_dispatch(
         dispatch_trace(impls.fallback, chunks, max_frame_size, expect_masked, text, raise_at),
         dispatch_trace(impls.speedups, chunks, max_frame_size, expect_masked, text, raise_at),
     )
+
+
+# ---------------------------------------------------------------- the protocol on each codec
+
+
+@settings(DIFFERENTIAL, max_examples=300)
+@given(seed=st.integers(0, 2**64 - 1))
+def test_connection_is_chunking_invariant_on_both_codecs(impls: Impls, seed: int) -> None:
+    """A :class:`~wsfast.protocol.Connection` on either codec, fed a random
+    stream (messages, fragments with control frames among them, compressed
+    messages, and faults) whole and in random reads: the same events, the
+    same frames to send, the same close code and reason. The long run is
+    ``connection-chunking`` in ``test_codec_fuzz.py``."""
+    check_chunking_invariance(impls, random.Random(seed))

@@ -30,6 +30,7 @@ from .codec_helpers import (
     split,
     validator_trace,
 )
+from .protocol_trace import check_chunking_invariance
 
 pytestmark = pytest.mark.fuzz
 
@@ -256,7 +257,12 @@ def check_utf8(impls: Impls, rng: random.Random) -> None:
     assert_same(impls.fallback.validate_utf8(text), impls.speedups.validate_utf8(text))
 
 
-# 470,000 cases in all.
+def check_connection_chunking(impls: Impls, rng: random.Random) -> None:
+    """The protocol on both codecs: whole and chunked, the same outcome."""
+    check_chunking_invariance(impls, rng)
+
+
+# 530,000 cases in all.
 @pytest.mark.parametrize(
     ("check", "cases"),
     [
@@ -267,6 +273,7 @@ def check_utf8(impls: Impls, rng: random.Random) -> None:
         pytest.param(check_reader_garbage, 50_000, id="reader-garbage"),
         pytest.param(check_reader_dispatch, 40_000, id="reader-dispatch"),
         pytest.param(check_utf8, 100_000, id="utf8"),
+        pytest.param(check_connection_chunking, 60_000, id="connection-chunking"),
     ],
 )
 def test_fuzz(impls: Impls, check: Check, cases: int) -> None:

@@ -3,7 +3,16 @@
 Built on the callback level: a :class:`WebSocket` is the
 :class:`~wsfast.asyncio.listener.Listener` of its transport. Received
 messages wait in a queue bounded in bytes (reading from the socket pauses
-above ``max_queue``); ``recv`` creates a waiter only when the queue is empty.
+above ``max_queue``; each message counts :data:`MESSAGE_OVERHEAD` bytes on
+top of its length, so that a flood of empty messages is bounded too);
+``recv`` creates a waiter only when the queue is empty.
+
+As strict as the callback API: when the peer breaks the protocol, the
+messages that arrived before the error are still delivered, and the close
+frame waits (at most ``fail_timeout``) until the reader has taken them and
+comes back to ``recv`` (or closes, or its handler returns), so the replies
+it sends to them go out before the close frame. See
+:meth:`WebSocketTransport._hold_failure`.
 """
 
 from __future__ import annotations
@@ -21,7 +30,13 @@ from .transport import WebSocketTransport
 
 _OPEN = State.OPEN
 
-__all__ = ["WebSocket", "broadcast"]
+__all__ = ["WebSocket", "broadcast", "MESSAGE_OVERHEAD"]
+
+MESSAGE_OVERHEAD = 64
+"""Bytes each queued message counts toward ``max_queue`` on top of its
+length: about what a small ``str``/``bytes`` object and its queue slot cost
+(a one-byte message takes about 58 bytes), so that reading pauses at a
+bounded memory however small the messages."""
 
 Message = Union[str, bytes]
 
@@ -34,7 +49,7 @@ class WebSocket(Listener):
     once the queue is empty and the connection closed.
     """
 
-    __slots__ = ("_ws", "_queue", "_queued", "_waiter", "_high", "_low", "_paused", "_closed")
+    __slots__ = ("_ws", "_queue", "_queued", "_waiter", "_high", "_low", "_paused", "_closed", "_taken")
 
     def __init__(self, max_queue: int) -> None:
         self._ws: Optional[WebSocketTransport] = None
@@ -45,6 +60,9 @@ class WebSocket(Listener):
         self._low = max_queue // 4
         self._paused = False
         self._closed = False
+        # recv returned a message and was not called again since: the reader
+        # may still be answering it (see _pending).
+        self._taken = False
 
     def __repr__(self) -> str:
         return f"<WebSocket {self._ws!r}>"
@@ -62,7 +80,7 @@ class WebSocket(Listener):
 
     def _put(self, data: Message) -> None:
         self._queue.append(data)
-        self._queued += len(data)
+        self._queued += len(data) + MESSAGE_OVERHEAD
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -71,6 +89,11 @@ class WebSocket(Listener):
             if transport is not None:
                 transport.pause_reading()
                 self._paused = True
+
+    def _pending(self) -> bool:
+        """Messages not taken yet, or one taken whose reader has not come
+        back to ``recv``: hold a failure's close frame for the replies."""
+        return self._taken or bool(self._queue)
 
     def on_close(self, code: int, reason: str) -> None:
         self._closed = True
@@ -131,6 +154,11 @@ class WebSocket(Listener):
     async def recv(self) -> Message:
         """The next message: ``str`` for text, ``bytes`` for binary."""
         queue = self._queue
+        if not queue:
+            self._taken = False
+            ws = self._ws
+            if ws is not None and ws._held is not None:
+                ws._release_failure()  # every message before the error answered: fail now
         while not queue:
             if self._closed:
                 ws = self.transport
@@ -143,7 +171,8 @@ class WebSocket(Listener):
             finally:
                 self._waiter = None
         data = queue.popleft()
-        self._queued -= len(data)
+        self._queued -= len(data) + MESSAGE_OVERHEAD
+        self._taken = True
         if self._paused and self._queued <= self._low:
             self._paused = False
             transport = self.transport.transport

@@ -51,3 +51,9 @@ class Listener:
 
     def resume_writing(self) -> None:
         """The transport's write buffer drained below its low-water mark."""
+
+    def _pending(self) -> bool:
+        """Whether messages delivered to this listener still wait for the
+        application (the awaitable API's queue). A callback listener has
+        handled each message when its method returns: ``False``."""
+        return False

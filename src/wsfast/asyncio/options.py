@@ -26,16 +26,24 @@ class Options:
             decompression (``None``: no limit); larger closes with 1009.
         max_frame_size: largest frame accepted (default: ``max_message_size``).
         max_queue: bytes of received messages the awaitable API buffers
-            before it stops reading from the socket (resumes below a quarter).
+            before it stops reading from the socket (resumes below a
+            quarter); each message counts 64 bytes more than its length.
         write_limit: high-water mark of the transport's write buffer, in
             bytes; above it :meth:`send` waits and listeners get
-            ``pause_writing``.
+            ``pause_writing``, and of the automatic pongs only the one to the
+            latest ping is kept (sent when writing resumes).
         max_line_length, max_headers, max_head_size: limits of the HTTP
             upgrade request or response (see :mod:`wsfast.http11`).
     Timeouts (seconds, ``None`` to disable):
         open_timeout: for the opening handshake.
         close_timeout: for the closing handshake, after which the TCP
             connection is aborted.
+        fail_timeout: when the peer breaks the protocol, the awaitable
+            API holds the close frame until the application has taken the
+            messages received before the error (and sent its replies to
+            them): until it calls ``recv`` with the queue empty, closes, or
+            its handler returns; at most this long (``0`` or ``None``: the
+            close frame goes at once, the messages before it stay readable).
         ping_interval, ping_timeout: a keepalive ping every
             ``ping_interval``; no pong within ``ping_timeout`` closes the
             connection with 1011.
@@ -65,6 +73,7 @@ class Options:
     max_head_size: int = MAX_HEAD_SIZE
     open_timeout: Optional[float] = 10.0
     close_timeout: Optional[float] = 10.0
+    fail_timeout: Optional[float] = 1.0
     ping_interval: Optional[float] = 20.0
     ping_timeout: Optional[float] = 20.0
     subprotocols: Sequence[str] = ()

@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Optional, Union, cast
 
 from ..codec import get_buffer_path, read_path, send_binary_path, send_text_path
 from ..events import BinaryMessage, CloseReceived, Fragment, HandshakeFailed, Ping, Pong, TextMessage
-from ..exceptions import ConnectionClosed, InvalidHandshake, connection_closed
+from ..exceptions import ConnectionClosed, FrameError, InvalidHandshake, connection_closed
 from ..handshake import error_response
 from ..http11 import Request, Response
 from ..protocol import BY_REFERENCE, Connection, ServerConnection, State
@@ -29,6 +29,8 @@ from .listener import Listener
 from .options import Options
 
 _OPEN = State.OPEN
+_PONG_HEAD = b"\x8a"  # FIN + pong: the first byte of an automatic pong
+_CLOSE_HEAD = b"\x88"  # FIN + close
 
 __all__ = ["WebSocketTransport", "RequestHandler", "READ_BUFFER_SIZE"]
 
@@ -84,6 +86,8 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         "_server",
         "_batch",
         "_closing",
+        "_held",
+        "_pong",
     )
 
     def __init__(
@@ -122,6 +126,11 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         # one transport.write at its end (an echo of 100 frames: one send).
         self._batch: Optional[list[bytes]] = None
         self._closing = False  # the close timer is armed
+        # (code, reason) of a failure whose close frame waits for the
+        # application to answer the messages before it (_hold_failure).
+        self._held: Optional[tuple[int, str]] = None
+        # The pong to the latest ping, held while writing is paused (_hold_pongs).
+        self._pong: Optional[bytes] = None
 
     def __repr__(self) -> str:
         return f"<WebSocketTransport #{self.id} {self.conn.role.value} {self.conn.state.name}>"
@@ -243,10 +252,15 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; the transport closes when it ends
-        (or after ``close_timeout``). Before the handshake: abort."""
+        (or after ``close_timeout``). Before the handshake: abort. After the
+        peer broke the protocol (a failure held for the application's
+        replies), the failure's close frame goes instead."""
         conn = self.conn
         if conn.state is State.CONNECTING:
             self.abort()
+            return
+        if self._held is not None:
+            self._release_failure()
             return
         frame = conn.send_close(code, reason)
         if frame:
@@ -342,6 +356,11 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         """Write the automatic replies and the batch; end the transport in
         time if a close frame went out or came in."""
         conn = self.conn
+        if conn._out:
+            if len(conn._out) > 1 or self._writing_paused:
+                self._hold_pongs(conn._out)
+            if conn.failure is not None and self._held is None and conn.state is not _OPEN:
+                self._hold_failure()
         out = conn.data_to_send()
         if out:
             if self._batch is None:
@@ -365,6 +384,8 @@ class WebSocketTransport(asyncio.BufferedProtocol):
                 future.set_exception(connection_closed(conn.close_code, conn.close_reason, conn.close_sent))
                 future.exception()  # retrieved: whoever awaits it still gets it
         self._pings.clear()
+        self._held = None
+        self._pong = None
         self._wake_drain()
         if not self._opened.done():
             error = events[0].error if events and isinstance(events[0], HandshakeFailed) else None
@@ -392,6 +413,14 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        pong = self._pong
+        if pong is not None:
+            self._pong = None
+            if self.conn.close_sent is None:  # never after a close frame
+                try:
+                    self._write(pong)
+                except ConnectionClosed:
+                    pass
         self._wake_drain()
         if self.listener is not None:
             self.listener.resume_writing()
@@ -538,6 +567,80 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             self._after_close_frame()
         else:
             self.abort()
+
+    # ------------------------------------------------------------ abuse bounds
+
+    def _hold_pongs(self, out: list[bytes]) -> None:
+        """Bound the automatic pongs (RFC 6455 section 5.5.3 allows answering
+        only the most recent ping): while writing is paused (the peer does
+        not read what we send), keep only the pong to the latest ping,
+        written when writing resumes; and when one read's pongs come to more
+        than ``write_limit`` bytes, send only the latest of them. Instead of
+        one pong per ping, without bound, in the write buffer. Reading goes
+        on (pausing it while writing is backed up would deadlock two peers
+        that both send more than the other reads at the moment)."""
+        pongs = [frame for frame in out if frame[:1] == _PONG_HEAD]
+        if not pongs:
+            return
+        if self._writing_paused:
+            self._pong = pongs[-1]
+            latest = None
+        elif sum(map(len, pongs)) <= self.options.write_limit:
+            return
+        else:
+            latest = pongs[-1]
+        out[:] = [frame for frame in out if frame[:1] != _PONG_HEAD or frame is latest]
+
+    def _hold_failure(self) -> None:
+        """The peer broke the protocol in this read, and the awaitable API's
+        reader has not answered every message that came before the error:
+        hold the close frame until it has (it comes back to ``recv`` with an
+        empty queue, closes, or its handler returns), at most
+        ``fail_timeout`` seconds, so that its replies go out first, as the
+        callback API's do. Input stays ignored; sending stays allowed."""
+        conn = self.conn
+        failure = conn.failure
+        out = conn._out
+        listener = self.listener
+        timeout = self.options.fail_timeout
+        if (
+            not isinstance(failure, FrameError)
+            or listener is None
+            or not timeout
+            or conn.close_received is not None
+            or conn.close_sent != (failure.code, failure.reason)
+            or not out
+            or out[-1][:1] != _CLOSE_HEAD  # Connection._fail appends its close frame last
+            or not listener._pending()
+        ):
+            return
+        out.pop()
+        conn.close_sent = None
+        conn.state = _OPEN  # for sending; input stays discarded (conn._discard)
+        self._held = (failure.code, failure.reason)
+        self._cancel_timer()  # keepalive
+        self._timer = self._loop.call_later(timeout, self._release_failure)
+
+    def _release_failure(self) -> None:
+        """Send the held failure's close frame, then end as a failure does."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        self._cancel_timer()
+        conn = self.conn
+        if self._transport is None or conn.state is not _OPEN:
+            return
+        code, reason = held
+        try:
+            frame = conn.send_close(code, reason)
+        except ValueError:  # a reason too long for a close frame
+            frame = conn.send_close(code, "")
+        try:
+            self._write(frame)
+        except ConnectionClosed:
+            return
+        self._after_close_frame()
 
     # ------------------------------------------------------------ timers
 

@@ -47,8 +47,15 @@ SERVER_HEADER = f"wsfast/{__version__}"
 class Server:
     """A running WebSocket server.
 
-    ``connections`` holds the open connections' transports. Use it as an
-    async context manager, or call :meth:`close` and :meth:`wait_closed`.
+    ``connections`` holds the connections' transports, from the TCP (and
+    TLS) connection on. Use it as an async context manager, or call
+    :meth:`close` and :meth:`wait_closed`.
+
+    ``max_connections`` counts the connections whose upgrade request has
+    arrived (above it: 503), not those still waiting for one, so that
+    sockets that connect and stay silent cannot shut legitimate clients
+    out; those are bounded by ``max_handshakes`` instead (above it the
+    oldest is dropped) and by ``open_timeout``.
     """
 
     def __init__(
@@ -57,12 +64,16 @@ class Server:
         options: Options,
         *,
         max_connections: Optional[int] = None,
+        max_handshakes: Optional[int] = None,
         server_header: Optional[str] = SERVER_HEADER,
     ) -> None:
         self.options = options
         self.max_connections = max_connections
+        self.max_handshakes = max_handshakes
         self.server_header = server_header
         self.connections: set[WebSocketTransport] = set()
+        # Connections whose upgrade request has not arrived yet, oldest first.
+        self._handshaking: dict[WebSocketTransport, None] = {}
         self._factory = factory
         self._server: Optional[asyncio.Server] = None
         # Accepts onto wsfast's socket transport (see wsfast.asyncio.sockets),
@@ -85,16 +96,25 @@ class Server:
     def _register(self, ws: WebSocketTransport) -> None:
         """A connection was made (after the TLS handshake, if any)."""
         self.connections.add(ws)
+        handshaking = self._handshaking
+        handshaking[ws] = None
+        if self.max_handshakes is not None and len(handshaking) > self.max_handshakes:
+            oldest = next(iter(handshaking))
+            del handshaking[oldest]
+            logger.info("connection #%d: dropped: more than %d handshakes in progress", oldest.id, self.max_handshakes)
+            oldest.abort()
 
     def _on_request(self, ws: WebSocketTransport, request: Request) -> Any:
+        self._handshaking.pop(ws, None)
         if self._closing:
             return error_response(503, "Server shutting down")
-        if self.max_connections is not None and len(self.connections) > self.max_connections:
+        if self.max_connections is not None and len(self.connections) - len(self._handshaking) > self.max_connections:
             return error_response(503, "Too many connections", [("Retry-After", "1")])
         return self._factory(ws, request)
 
     def _forget(self, ws: WebSocketTransport) -> None:
         self.connections.discard(ws)
+        self._handshaking.pop(ws, None)
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
@@ -221,6 +241,7 @@ def create_server(
     sock: Optional[socket.socket] = None,
     ssl: Optional[ssl_module.SSLContext] = None,
     max_connections: Optional[int] = None,
+    max_handshakes: Optional[int] = None,
     server_header: Optional[str] = SERVER_HEADER,
     **kwargs: Any,
 ) -> _Starting:
@@ -232,7 +253,10 @@ def create_server(
     of one of them. ``path`` serves on a Unix socket. Other keyword arguments
     are :class:`~wsfast.asyncio.options.Options` fields, or go to
     :meth:`asyncio.loop.create_server` (``backlog``, ``reuse_port``...).
-    ``max_connections`` answers 503 above that many connections.
+    ``max_connections`` answers 503 above that many connections (counted
+    from their upgrade request on); ``max_handshakes`` bounds the
+    connections still waiting for their upgrade request (above it, the
+    oldest of them is dropped; ``None``: only ``open_timeout`` bounds them).
 
     ``reuse_port=True`` sets ``SO_REUSEPORT``: several servers (processes)
     bind the same port and the kernel spreads the connections among them
@@ -242,7 +266,9 @@ def create_server(
     if kwargs.get("reuse_port") and not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError(f"reuse_port=True needs socket.SO_REUSEPORT, which this platform ({sys.platform}) lacks")
     options, loop_kwargs = _split(kwargs)
-    server = Server(factory, options, max_connections=max_connections, server_header=server_header)
+    server = Server(
+        factory, options, max_connections=max_connections, max_handshakes=max_handshakes, server_header=server_header
+    )
     return _Starting(server, lambda: server._start(host, port, path=path, sock=sock, ssl=ssl, **loop_kwargs))
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An echo client for the Autobahn TestSuite (kosoku ``fuzzingserver`` mode).
 
-    python echo_client.py --url ws://127.0.0.1:9001 [--pure] [--agent NAME] [--parallel N]
+    python echo_client.py --url ws://127.0.0.1:9001 [--pure] [--agent NAME] [--parallel N] [--api awaitable]
 
 It follows the Autobahn client protocol, which kosoku's fuzzing server speaks:
 
@@ -16,7 +16,9 @@ It follows the Autobahn client protocol, which kosoku's fuzzing server speaks:
 path; ``agent`` names the client in the report.)
 
 wsfast's callback API is used (``create_connection`` and a
-:class:`~wsfast.asyncio.Listener`), with ``max_message_size=None``,
+:class:`~wsfast.asyncio.Listener`), or with ``--api awaitable`` the awaitable
+API for the cases (``wsfast.connect`` and ``async for message in ws: await
+ws.send(message)``), with ``max_message_size=None``,
 ``ping_interval=None`` and a permessage-deflate offer that carries
 ``client_no_context_takeover`` and ``client_max_window_bits``: the 13.x cases
 accept only offers with those parameters (13.2 needs the first, 13.3 and 13.4
@@ -51,18 +53,24 @@ def _parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, default=1, help="cases run at the same time")
     parser.add_argument("--case-timeout", type=float, default=600.0, help="seconds one case may take")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds the whole run may take")
+    parser.add_argument(
+        "--api",
+        choices=("callback", "awaitable"),
+        default="callback",
+        help="wsfast's API under test: create_connection and a Listener, or connect and a loop",
+    )
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
 
 async def _run(args: argparse.Namespace) -> int:
     import wsfast
-    from wsfast.asyncio import Listener, create_connection
+    from wsfast.asyncio import Listener, connect, create_connection
     from wsfast.exceptions import ConnectionClosed
     from wsfast.extensions import PerMessageDeflate
 
     base = args.url.rstrip("/")
-    agent = args.agent or f"wsfast-{wsfast.IMPLEMENTATION}"
+    agent = args.agent or f"wsfast-{wsfast.IMPLEMENTATION}" + ("-awaitable" if args.api == "awaitable" else "")
 
     # client_no_context_takeover (and the client_max_window_bits that wsfast
     # always offers) let every 13.x case accept our offer.
@@ -116,8 +124,32 @@ async def _run(args: argparse.Namespace) -> int:
     next_case = iter(range(1, count + 1))
     started = time.monotonic()
 
+    async def run_case_awaitable(url: str, n: int) -> None:
+        try:
+            ws = await connect(url, deflate=deflate, **options)
+        except Exception as exc:  # a handshake the server refused, dropped or never answered
+            failures.append(f"case {n}: opening handshake: {type(exc).__name__}: {exc}")
+            return
+
+        async def echo() -> None:
+            try:
+                async for message in ws:
+                    await ws.send(message)
+            except ConnectionClosed:
+                pass
+            await ws.wait_closed()
+
+        try:
+            await asyncio.wait_for(echo(), args.case_timeout)
+        except asyncio.TimeoutError:
+            failures.append(f"case {n}: not closed within {args.case_timeout} s")
+            ws.transport.abort()
+
     async def run_case(n: int) -> None:
         url = f"{base}/runCase?case={n}&agent={quote(agent)}"
+        if args.api == "awaitable":
+            await run_case_awaitable(url, n)
+            return
         try:
             ws = await create_connection(Echo(), url, deflate=deflate, **options)
         except Exception as exc:  # a handshake the server refused, dropped or never answered

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """An echo server for the Autobahn TestSuite (kosoku ``fuzzingclient`` mode).
 
-    python echo_server.py --port N [--pure] [--host 127.0.0.1] [--timeout S]
+    python echo_server.py --port N [--pure] [--host 127.0.0.1] [--timeout S] [--api awaitable]
     python echo_server.py --port N --peer websockets|aiohttp   # comparison peers
 
 Every text message is echoed as text and every binary message as binary.
 The wsfast server uses the callback API (``wsfast.asyncio.create_server`` and
-a :class:`~wsfast.asyncio.Listener`), the fastest path, with the settings the
+a :class:`~wsfast.asyncio.Listener`), the fastest path, or with
+``--api awaitable`` the awaitable API (``wsfast.serve`` and the handler
+``async for message in ws: await ws.send(message)``), with the settings the
 suite needs:
 
 * ``max_message_size=None``: section 9 sends messages of up to 16 MiB;
@@ -46,6 +48,12 @@ def _parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         default="wsfast",
         help="which library serves (the others are for comparison tables only)",
     )
+    parser.add_argument(
+        "--api",
+        choices=("callback", "awaitable"),
+        default="callback",
+        help="wsfast's API under test: create_server and a Listener, or serve and a handler",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="stop after this many seconds")
     return parser.parse_args(argv)
 
@@ -53,9 +61,9 @@ def _parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 # ---------------------------------------------------------------- wsfast
 
 
-async def _serve_wsfast(host: str, port: int, ready: Any) -> Any:
+async def _serve_wsfast(host: str, port: int, ready: Any, api: str = "callback") -> Any:
     import wsfast
-    from wsfast.asyncio import Listener, WebSocketTransport, create_server
+    from wsfast.asyncio import Listener, WebSocket, WebSocketTransport, create_server, serve
     from wsfast.extensions import PerMessageDeflate
     from wsfast.http11 import Request
 
@@ -73,16 +81,16 @@ async def _serve_wsfast(host: str, port: int, ready: Any) -> Any:
     def factory(ws: WebSocketTransport, request: Request) -> Listener:
         return Echo()
 
-    server = await create_server(
-        factory,
-        host,
-        port,
-        max_message_size=None,
-        deflate=deflate,
-        ping_interval=None,
-        ping_timeout=None,
-    )
-    ready(server.port, f"wsfast-{wsfast.IMPLEMENTATION}")
+    async def handler(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    options: dict[str, Any] = dict(max_message_size=None, deflate=deflate, ping_interval=None, ping_timeout=None)
+    if api == "awaitable":
+        server = await serve(handler, host, port, **options)
+    else:
+        server = await create_server(factory, host, port, **options)
+    ready(server.port, f"wsfast-{wsfast.IMPLEMENTATION}" + ("-awaitable" if api == "awaitable" else ""))
     return server
 
 
@@ -157,7 +165,10 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"READY {port} {impl}", flush=True)
 
     start = {"wsfast": _serve_wsfast, "websockets": _serve_websockets, "aiohttp": _serve_aiohttp}[args.peer]
-    server = await start(args.host, args.port, ready)
+    if args.peer == "wsfast":
+        server = await _serve_wsfast(args.host, args.port, ready, args.api)
+    else:
+        server = await start(args.host, args.port, ready)
     try:
         await asyncio.wait_for(stop, args.timeout)
     except asyncio.TimeoutError:

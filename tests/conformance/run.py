@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run the Autobahn TestSuite against wsfast with kosoku, and judge the reports.
 
-    python tests/conformance/run.py                  # the 4 wsfast runs
+    python tests/conformance/run.py                  # the 8 wsfast runs
+    python tests/conformance/run.py --runs server-cython,client-cython   # the callback API only
     python tests/conformance/run.py --runs server-cython -i '1.*' -i '5.*'
     python tests/conformance/run.py --peer websockets  # comparison: websockets as server
     python tests/conformance/run.py --peer aiohttp     # comparison: aiohttp as server
@@ -18,7 +19,12 @@ in one of two modes; a run is one mode against one implementation:
   ``/updateReports``.
 
 ``*-cython`` uses the compiled codec (required: the echo peers exit if it is
-missing), ``*-python`` the pure-Python one (``WSFAST_PURE_PYTHON=1``). The
+missing), ``*-python`` the pure-Python one (``WSFAST_PURE_PYTHON=1``).
+``*-awaitable`` runs go through the awaitable API (``wsfast.serve`` with an
+echo handler, ``wsfast.connect`` with an echo loop) instead of the callback
+API, and leave out sections 12 and 13 (permessage-deflate: most of a run's
+time, and they test the codec, which the callback-API runs of the same codec
+already cover; the awaitable API adds nothing there but a queue). The
 runs go in parallel processes (``--jobs``), each bounded by ``--timeout``;
 every process started here is stopped here, by its PID.
 
@@ -64,13 +70,20 @@ NODE_MODULES = HERE.parent / "interop" / "node_modules"  # npm install in tests/
 CATEGORIES = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "MISSING")
 PASSING_CLOSE = ("OK", "INFORMATIONAL")
 
-#: The four wsfast runs: (name, role of the implementation under test, codec).
+#: The wsfast runs: name -> (role of the implementation under test, codec, API).
 WSFAST_RUNS = {
-    "server-cython": ("server", "cython"),
-    "server-python": ("server", "python"),
-    "client-cython": ("client", "cython"),
-    "client-python": ("client", "python"),
+    "server-cython": ("server", "cython", "callback"),
+    "server-python": ("server", "python", "callback"),
+    "client-cython": ("client", "cython", "callback"),
+    "client-python": ("client", "python", "callback"),
+    "server-cython-awaitable": ("server", "cython", "awaitable"),
+    "server-python-awaitable": ("server", "python", "awaitable"),
+    "client-cython-awaitable": ("client", "cython", "awaitable"),
+    "client-python-awaitable": ("client", "python", "awaitable"),
 }
+#: Cases the awaitable-API runs leave out: the permessage-deflate sections,
+#: which test the codec (run in full by the callback-API runs of each codec).
+AWAITABLE_EXCLUDE = ["12.*", "13.*"]
 #: Comparison peers: the roles each is run in.
 PEERS = {"websockets": ("server",), "aiohttp": ("server",), "ws": ("server", "client")}
 
@@ -80,6 +93,12 @@ class RunSpec:
     name: str
     role: str  # "server": kosoku is the fuzzing client; "client": kosoku is the fuzzing server
     impl: str  # "cython", "python", or a peer library name
+    api: str = "callback"  # wsfast's API under test: "callback" or "awaitable"
+
+    @property
+    def exclude(self) -> list[str]:
+        """Cases this run leaves out whatever the selection."""
+        return AWAITABLE_EXCLUDE if self.api == "awaitable" else []
 
     @property
     def title(self) -> str:
@@ -87,6 +106,8 @@ class RunSpec:
             "cython": "wsfast (compiled codec)",
             "python": "wsfast (pure-Python codec)",
         }.get(self.impl, self.impl)
+        if self.api == "awaitable":
+            what += f", awaitable API (without {', '.join(AWAITABLE_EXCLUDE)})"
         mode = "kosoku fuzzingclient" if self.role == "server" else "kosoku fuzzingserver"
         return f"{what} as {self.role}, {mode}"
 
@@ -271,6 +292,8 @@ def run_one(
     timeout: float,
 ) -> RunResult:
     result = RunResult(spec)
+    exclude = exclude + spec.exclude
+    expected_ids = [i for i in expected_ids if not any(_matches(i, p) for p in spec.exclude)]
     outdir = outroot / spec.name
     if outdir.exists():
         shutil.rmtree(outdir)
@@ -295,7 +318,7 @@ def run_one(
             else:
                 peer = [] if spec.impl in ("cython", "python") else ["--peer", spec.impl]
                 argv = [sys.executable, str(ECHO_SERVER), "--port", "0", "--timeout", str(timeout + 60)]
-                argv += (["--pure"] if pure else []) + peer
+                argv += (["--pure"] if pure else []) + peer + ["--api", spec.api]
             server = Proc(argv, outdir / "echo_server.log", env)
             procs.append(server)
             result.commands.append(" ".join(argv))
@@ -329,6 +352,7 @@ def run_one(
             else:
                 argv = [sys.executable, str(ECHO_CLIENT), "--url", f"ws://{host}:{port}"]
                 argv += ["--parallel", str(concurrency), "--timeout", str(timeout)] + (["--pure"] if pure else [])
+                argv += ["--api", spec.api]
             client = Proc(argv, outdir / "echo_client.log", env)
             procs.append(client)
             result.commands.append(" ".join(argv))
@@ -498,7 +522,7 @@ def build_specs(runs: Optional[list[str]], peers: Optional[list[str]]) -> list[R
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--runs", default=None, help=f"comma-separated subset of {','.join(WSFAST_RUNS)} (default: all four)"
+        "--runs", default=None, help=f"comma-separated subset of {','.join(WSFAST_RUNS)} (default: all eight)"
     )
     parser.add_argument(
         "--peer",

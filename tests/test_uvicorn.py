@@ -377,7 +377,12 @@ def test_keepalive_answered_keeps_the_connection(impl: str) -> None:
     run(main(), 20)
 
 
-def test_application_error_after_accept_closes_with_1011() -> None:
+@impls
+def test_application_error_after_accept_drops_the_connection(impl: str) -> None:
+    """As uvicorn's own suite requires (test_duplicate_handshake, where the
+    second accept raises): an application that raises after the accept
+    without closing gets the TCP connection closed, no close frame (1006)."""
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.accept"})
@@ -385,12 +390,12 @@ def test_application_error_after_accept_closes_with_1011() -> None:
         raise ValueError("boom")
 
     async def main() -> None:
-        async with uvicorn_server(app, WSFAST) as (port, _):
+        async with uvicorn_server(app, impl) as (port, _):
             async with connect(url(port)) as ws:
                 await ws.send("trigger")
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(ws.recv(), 5)
-                assert ws.close_code == 1011
+                assert ws.close_code == 1006
 
     run(main(), 20)
 

@@ -39,6 +39,7 @@ import os
 from typing import Any, Optional, Union
 from urllib.parse import unquote
 
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.utils import ClientDisconnected, get_local_addr, get_remote_addr, is_ssl
 
 from .events import BinaryMessage, CloseReceived, HandshakeFailed, Pong, TextMessage
@@ -50,9 +51,12 @@ from .protocol import BY_REFERENCE, ServerConnection, State
 
 __all__ = ["WSFastProtocol"]
 
+_CLOSED = State.CLOSED
+
 logger = logging.getLogger("uvicorn.error")
 
-#: Seconds to wait for the client's close frame after ours, then drop the connection.
+#: Seconds to wait for the client's close frame after ours, then drop the
+#: connection (the default of :attr:`WSFastProtocol.close_timeout`).
 CLOSE_TIMEOUT = 10.0
 #: Bytes that may arrive after the upgrade request and before the application
 #: accepts; reading pauses beyond this until it does.
@@ -62,7 +66,15 @@ Message = dict[str, Any]
 
 
 class WSFastProtocol(asyncio.Protocol):
-    """One WebSocket connection under uvicorn (see the module docstring)."""
+    """One WebSocket connection under uvicorn (see the module docstring).
+
+    The attributes uvicorn's own protocol classes have keep their meaning:
+    ``close_timeout`` (seconds to wait for the client's close frame after
+    ours; settable per connection) and ``close_timer`` (the pending wait, or
+    ``None``), ``ping_interval``, ``ping_timeout``, ``ping_timer`` (the next
+    keepalive ping), ``pong_timer`` (the deadline of the ping in flight),
+    ``ping_sent_at`` and ``last_ping_rtt``.
+    """
 
     def __init__(
         self,
@@ -77,6 +89,7 @@ class WSFastProtocol(asyncio.Protocol):
         self.app = config.loaded_app
         self.app_state = app_state
         self.loop = _loop or asyncio.get_event_loop()
+        self.logger = logger
         self.connections = server_state.connections
         self.tasks = server_state.tasks
         self.default_headers: list[tuple[bytes, bytes]] = server_state.default_headers
@@ -88,6 +101,12 @@ class WSFastProtocol(asyncio.Protocol):
         self.max_queue: int = max(1, config.ws_max_queue or 1)
         self.ping_interval: Optional[float] = config.ws_ping_interval or None
         self.ping_timeout: Optional[float] = config.ws_ping_timeout or None
+        self.ping_timer: Optional[asyncio.TimerHandle] = None
+        self.pong_timer: Optional[asyncio.TimerHandle] = None
+        self.ping_sent_at = 0.0
+        self.last_ping_rtt = 0.0
+        self.close_timeout: float = CLOSE_TIMEOUT
+        self.close_timer: Optional[asyncio.TimerHandle] = None
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.scope: dict[str, Any] = {}
         self.client: Optional[tuple[str, int]] = None
@@ -99,11 +118,11 @@ class WSFastProtocol(asyncio.Protocol):
         self._open = False  # accepted, and no disconnect yet: the application may send messages
         self._responding: Optional[Response] = None  # a websocket.http.response in progress
         self._lost = False
+        self._closing = False  # transport.close() called
         self._read_paused = False
         self._write_paused = False
         self._drain: Optional[asyncio.Future[None]] = None
         self._early = 0
-        self._timer: Optional[asyncio.TimerHandle] = None
         self._ping: Optional[bytes] = None
 
     # ------------------------------------------------------------ transport side
@@ -112,6 +131,8 @@ class WSFastProtocol(asyncio.Protocol):
         self.connections.add(self)
         self.transport = transport  # type: ignore[assignment]
         self.client = get_remote_addr(self.transport)
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", self._prefix())
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -122,7 +143,9 @@ class WSFastProtocol(asyncio.Protocol):
         events = conn.receive_data(data)
         if events:
             self._handle(events)
-        else:
+        elif conn.failure is not None or conn.state is _CLOSED:
+            # Without events, the core has something to send only when the
+            # connection failed (automatic replies come with their events).
             self._flush()
 
     def _handle(self, events: list[Any]) -> None:
@@ -137,8 +160,7 @@ class WSFastProtocol(asyncio.Protocol):
                 self._set_disconnect(event.code, event.reason)
             elif isinstance(event, Pong):
                 if self._ping is not None and event.data == self._ping:
-                    self._ping = None
-                    self._arm_keepalive()
+                    self._pong_received()
             elif isinstance(event, HandshakeFailed):
                 self._log_status(event.error)
         self._flush()
@@ -150,9 +172,12 @@ class WSFastProtocol(asyncio.Protocol):
         self._lost = True
         self.conn.receive_eof()
         self.connections.discard(self)
-        self._cancel_timer()
-        self._set_disconnect(self.conn.close_code, self.conn.close_reason)
+        self._stop_keepalive()
+        self._cancel_close_timer()
+        self._set_disconnect(1006)
         self._wake_drain()
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection lost", self._prefix())
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -162,17 +187,21 @@ class WSFastProtocol(asyncio.Protocol):
         self._wake_drain()
 
     def shutdown(self) -> None:
-        """uvicorn is stopping: close with 1012 (Service Restart), or 500 if
-        the handshake is not over."""
+        """uvicorn is stopping: close with 1012 (Service Restart), or answer
+        500 if the handshake is not over; then close the transport."""
         if self._lost:
             return
-        if self.conn.state is State.OPEN and self._accepted:
-            self._set_disconnect(1012, "")
-            self._send_close(1012, "")
-        elif self.conn.state is State.CONNECTING:
-            self._reject(error_response(500, "Internal Server Error"))
-        else:
-            self.transport.close()
+        self._stop_keepalive()
+        conn = self.conn
+        if conn.state is State.OPEN and self._accepted:
+            self._set_disconnect(1012)
+            self._open = False
+            self.transport.write(conn.send_close(1012))
+        elif conn.state is State.CONNECTING:
+            self._responding = None  # nothing of it is out yet
+            self._reject(_internal_error())
+        self._cancel_close_timer()
+        self._close_transport()
 
     # ------------------------------------------------------------ incoming
 
@@ -222,14 +251,29 @@ class WSFastProtocol(asyncio.Protocol):
             return
         queue = self._queue
         queue.append(message)
-        if len(queue) >= self.max_queue:
+        waiter = self._waiter
+        if waiter is None:
+            # The application is busy elsewhere, not in receive(): stop
+            # reading until it has taken what waits (while it waits in
+            # receive(), as an echo loop does, reading never pauses).
             self._pause_reading()
-        self._wake()
+        else:
+            if len(queue) >= self.max_queue:
+                self._pause_reading()
+            if not waiter.done():
+                waiter.set_result(None)
 
-    def _set_disconnect(self, code: int, reason: str) -> None:
+    def _set_disconnect(self, code: int, reason: Optional[str] = None) -> None:
+        """The ``websocket.disconnect`` event: with the close frame's
+        ``reason`` when there was one, else ``code`` alone (1006: the
+        connection was lost or the handshake never completed; 1012: uvicorn
+        shuts down)."""
         self._open = False
         if self._disconnect is None:
-            self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            if reason is None:
+                self._disconnect = {"type": "websocket.disconnect", "code": code}
+            else:
+                self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
             self._wake()
 
     def _wake(self) -> None:
@@ -241,9 +285,10 @@ class WSFastProtocol(asyncio.Protocol):
         """ASGI ``receive``: the next event; ``websocket.disconnect`` once
         the connection is over (and again on every later call)."""
         while True:
-            if self._queue:
-                message = self._queue.popleft()
-                if self._read_paused and len(self._queue) < self.max_queue and self._accepted:
+            queue = self._queue
+            if queue:
+                message = queue.popleft()
+                if self._read_paused and not queue and self._accepted:
                     self._resume_reading()
                 return message
             if self._disconnect is not None:
@@ -257,7 +302,10 @@ class WSFastProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ outgoing
 
     async def send(self, message: Message) -> None:
-        """ASGI ``send``."""
+        """ASGI ``send``. Waits first while the transport asked to pause
+        writing: nothing, not even a close, overtakes data still in flight."""
+        if self._write_paused:
+            await self._drained()
         kind = message["type"]
         if kind == "websocket.send" and self._open:
             data: Any = message.get("bytes")
@@ -272,8 +320,6 @@ class WSFastProtocol(asyncio.Protocol):
                     self.transport.write(part)
             else:
                 self.transport.write(conn.send_text(data) if is_text else conn.send_binary(data))
-            if self._write_paused:
-                await self._drained()
             return
         self._send_other(kind, message)
 
@@ -285,7 +331,7 @@ class WSFastProtocol(asyncio.Protocol):
             raise ClientDisconnected()
         if self._responding is not None:
             if kind != "websocket.http.response.body":
-                raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body', but got {kind!r}.")
+                raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got {kind!r}.")
             response = self._responding
             response.body += message.get("body", b"")
             if not message.get("more_body", False):
@@ -315,8 +361,9 @@ class WSFastProtocol(asyncio.Protocol):
             raise ClientDisconnected()
         elif kind == "websocket.close":
             code = message.get("code") or 1000
-            self._set_disconnect(code, message.get("reason") or "")
-            self._send_close(code, message.get("reason") or "")
+            reason = message.get("reason") or ""
+            self._set_disconnect(code, reason)
+            self._send_close(code, reason)
         else:
             raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', but got {kind!r}.")
 
@@ -335,48 +382,65 @@ class WSFastProtocol(asyncio.Protocol):
         logger.info('%s - "WebSocket %s" [accepted]', self._client_text(), self._path_text())
         self.transport.write(response)
         self._arm_keepalive()
-        if self._read_paused and len(self._queue) < self.max_queue:
-            self._resume_reading()
+        self._resume_reading()
         self._handle(self.conn.receive_data(b""))  # the frames that came before the accept
 
     def _reject(self, response: Response) -> None:
         if self.conn.state is not State.CONNECTING:
-            self.transport.close()
+            self._close_transport()
             return
         for name, value in self.default_headers:
             if name.decode("latin-1") not in response.headers:
                 response.headers.add(name.decode("latin-1"), value.decode("latin-1"))
         logger.info('%s - "WebSocket %s" %d', self._client_text(), self._path_text(), response.status)
         self.transport.write(self.conn.reject(response))
-        self._set_disconnect(1006, "")
-        self.transport.close()
+        self._set_disconnect(1006)
+        self._close_transport()
 
     def _send_close(self, code: int, reason: str) -> None:
+        """Start the closing handshake: our close frame, then read until the
+        client's (``close_timeout`` at most)."""
         self._open = False
         try:
             self.transport.write(self.conn.send_close(code, reason))
         except InvalidState:  # already closing
             return
+        self._stop_keepalive()
         self._resume_reading()  # read the reply even if the queue is full
         if self.conn.should_close_transport:
-            self.transport.close()
+            self._close_transport()
         else:
-            self._cancel_timer()
-            self._timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.close)
+            self._cancel_close_timer()
+            self.close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self.close_timer = None
+        self._close_transport()
 
     def _flush(self) -> None:
         """Write the automatic replies; close when the core says so."""
         conn = self.conn
         out = conn.data_to_send()
-        if out and not self._lost:
+        if out and not self._lost and not self._closing:
             self.transport.write(out)
         if conn.failure is None and conn.state is not State.CLOSED:
             return
         if conn.failure is not None and conn.close_sent is not None:
             self._set_disconnect(*conn.close_sent)
-        if conn.should_close_transport and not self._lost:
-            self._cancel_timer()
+        if conn.should_close_transport:
+            self._cancel_close_timer()
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        if not self._closing and not self._lost:
+            self._closing = True
+            self._stop_keepalive()
             self.transport.close()
+
+    def _cancel_close_timer(self) -> None:
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
 
     async def _drained(self) -> None:
         if self._drain is None:
@@ -403,32 +467,52 @@ class WSFastProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ keepalive
 
     def _arm_keepalive(self) -> None:
-        self._cancel_timer()
-        if self.ping_interval is not None and self.conn.state is State.OPEN:
-            self._timer = self.loop.call_later(self.ping_interval, self._keepalive)
+        if self.ping_interval is not None and self.conn.state is State.OPEN and not self._closing:
+            delay = max(0.0, self.ping_interval - self.last_ping_rtt)
+            self.ping_timer = self.loop.call_later(delay, self._keepalive)
 
     def _keepalive(self) -> None:
-        self._timer = None
-        if self.conn.state is not State.OPEN or self._lost:
+        self.ping_timer = None
+        if self.conn.state is not State.OPEN or self._lost or self._closing:
             return
         self._ping = os.urandom(4)
+        self.ping_sent_at = self.loop.time()
         self.transport.write(self.conn.send_ping(self._ping))
         if self.ping_timeout is not None:
-            self._timer = self.loop.call_later(self.ping_timeout, self._keepalive_timeout)
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self._keepalive_timeout)
         else:
             self._arm_keepalive()
 
-    def _keepalive_timeout(self) -> None:
-        self._timer = None
-        if self.conn.state is State.OPEN and not self._lost:
-            logger.info("%s - WebSocket keepalive ping timeout", self._client_text())
-            self._set_disconnect(1011, "keepalive ping timeout")
-            self._send_close(1011, "keepalive ping timeout")
+    def _pong_received(self) -> None:
+        self._ping = None
+        self.last_ping_rtt = self.loop.time() - self.ping_sent_at
+        if self.pong_timer is not None:  # else the next ping is already scheduled
+            self.pong_timer.cancel()
+            self.pong_timer = None
+            self._arm_keepalive()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _keepalive_timeout(self) -> None:
+        """No pong in ``ping_timeout``: fail the connection (1011), at once
+        (a client that does not answer pings will not answer a close)."""
+        self.pong_timer = None
+        self._ping = None
+        if self.conn.state is not State.OPEN or self._lost or self._closing:
+            return
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket keepalive ping timeout", self._prefix())
+        self._set_disconnect(1011, "keepalive ping timeout")
+        self._open = False
+        self.transport.write(self.conn.send_close(1011, "keepalive ping timeout"))
+        self._close_transport()
+
+    def _stop_keepalive(self) -> None:
+        if self.ping_timer is not None:
+            self.ping_timer.cancel()
+            self.ping_timer = None
+        if self.pong_timer is not None:
+            self.pong_timer.cancel()
+            self.pong_timer = None
+        self._ping = None
 
     # ------------------------------------------------------------ the application
 
@@ -439,29 +523,30 @@ class WSFastProtocol(asyncio.Protocol):
             pass
         except BaseException:
             logger.exception("Exception in ASGI application\n")
-            self._app_ended(1011)
-            return
         else:
-            if self.conn.state is State.CONNECTING and not self._lost:
+            if self.conn.state is State.CONNECTING and self._responding is None and not self._lost:
                 logger.error("ASGI callable returned without completing handshake.")
             elif result is not None:
                 logger.error("ASGI callable should return None, but returned '%s'.", result)
-        self._app_ended(1000)
+        self._app_ended()
 
-    def _app_ended(self, code: int) -> None:
-        """The application returned or raised: answer the handshake with a
-        500 if it never did, else close the connection (``code``) if the
-        application did not."""
+    def _app_ended(self) -> None:
+        """The application returned or raised. As uvicorn's own protocols
+        do: a denial response in progress goes out as it is; no answer at
+        all is a 500; an open connection the application did not close is
+        dropped (the client sees 1006); a close waits for the client's."""
         if self._lost:
             return
         if self.conn.state is State.CONNECTING:
-            self._responding = None
-            self._reject(error_response(500, "Internal Server Error"))
-        elif self.conn.state is State.OPEN:
-            self._set_disconnect(code, "")
-            self._send_close(code, "")
+            response, self._responding = self._responding, None
+            self._reject(response if response is not None else _internal_error())
+        elif self.close_timer is None:
+            self._close_transport()
 
     # ------------------------------------------------------------ logging
+
+    def _prefix(self) -> str:
+        return "%s:%d - " % self.client if self.client else ""
 
     def _client_text(self) -> str:
         return "%s:%d" % self.client if self.client else ""
@@ -475,6 +560,15 @@ class WSFastProtocol(asyncio.Protocol):
         response = getattr(error, "response", None)
         if response is not None:
             logger.info('%s - "WebSocket" %d', self._client_text(), response.status)
+
+
+def _internal_error() -> Response:
+    """The 500 uvicorn's protocols answer with."""
+    return Response(
+        500,
+        Headers([("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")]),
+        b"Internal Server Error",
+    )
 
 
 def _response_of(error: InvalidHandshake) -> Response:

@@ -1,0 +1,1 @@
+"""uvicorn's own WebSocket test suite, from its sdist, against wsfast.uvicorn."""

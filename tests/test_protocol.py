@@ -1314,15 +1314,17 @@ def test_message_over_the_limit_fails_before_the_bytes_of_the_frame_that_crosses
 
 
 def test_many_fragments_are_joined_as_they_arrive(role: Role) -> None:
-    """A message in progress is one buffer, not one object per fragment."""
-    conn = Connection(role, max_message_size=1000)
+    """A message in progress holds a few objects per 256 fragments, not one
+    per fragment."""
+    conn = Connection(role, max_message_size=100_000)
     conn.receive_data(peer_frame(role, BINARY, b"a", fin=False))
-    conn.receive_data(b"".join(peer_frame(role, CONT, b"b", fin=False) for _ in range(500)))
-    assert isinstance(conn._msg_data, bytearray) and len(conn._msg_data) == 501
+    conn.receive_data(b"".join(peer_frame(role, CONT, b"b", fin=False) for _ in range(10_000)))
+    conn.receive_data(peer_frame(role, CONT, b"", fin=False) * 1000)  # empty ones cost nothing
+    assert len(conn._msg_joined) + len(conn._msg_parts) < 10_001 // 256 + 256
     events = conn.receive_data(peer_frame(role, CONT, b"c"))
-    assert events == [BinaryMessage(b"a" + b"b" * 500 + b"c")]
+    assert events == [BinaryMessage(b"a" + b"b" * 10_000 + b"c")]
     assert type(events[0].data) is bytes  # type: ignore[attr-defined]
-    assert conn._msg_data is None
+    assert conn._msg_parts == conn._msg_joined == []
 
 
 # ---------------------------------------------------------------- buffers

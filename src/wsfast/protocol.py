@@ -144,6 +144,11 @@ class MessageSink(Protocol):
 
 _OPEN = State.OPEN
 _PARTIAL_HEADER_ONLY = sys.maxsize  # FrameReader.partial(start) past the end: header, no copy
+# A fragmented message keeps its fragments as they come, and joins them into
+# one bytes object every _JOIN_EVERY non-empty fragments: a million one-byte
+# fragments cost about a megabyte, not a million objects, and a message of a
+# few fragments is joined once, at its end, as it always was.
+_JOIN_EVERY = 256
 
 
 class Connection:
@@ -190,7 +195,8 @@ class Connection:
         "_discard",
         "_msg_opcode",
         "_msg_compressed",
-        "_msg_data",
+        "_msg_parts",
+        "_msg_joined",
         "_msg_size",
         "_validator",
         "_decoder",
@@ -240,10 +246,11 @@ class Connection:
         # The incoming fragmented message, if any.
         self._msg_opcode = 0
         self._msg_compressed = False
-        # Its data so far, joined as it comes: the first fragment as it is,
-        # then a bytearray (memory follows the message's size, not the
-        # number of its fragments).
-        self._msg_data: Union[bytes, bytearray, None] = None
+        # Its data so far: the latest fragments, and the earlier ones joined
+        # _JOIN_EVERY at a time (memory follows the message's size, not its
+        # number of fragments).
+        self._msg_parts: list[bytes] = []
+        self._msg_joined: list[bytes] = []
         self._msg_size = 0
         self._validator = Utf8Validator()
         self._decoder: Optional[codecs.IncrementalDecoder] = None
@@ -466,32 +473,28 @@ class Connection:
                 events.append(Fragment(chunk, text, fin))
             else:
                 sink.on_fragment(chunk, text, fin)
-        else:
-            joined = self._msg_data
-            if joined is not None:
-                if type(joined) is bytes:
-                    joined = bytearray(joined)
-                joined += data
-                self._msg_data = joined
-            elif not fin:
-                self._msg_data = data
+        elif data:
+            parts = self._msg_parts
+            parts.append(data)
+            if len(parts) >= _JOIN_EVERY:
+                self._msg_joined.append(b"".join(parts))
+                parts.clear()
         if fin:
             if not self.stream_messages:
-                joined = self._msg_data
-                self._msg_data = None
-                message = data if joined is None else joined
+                parts = self._msg_parts
+                self._msg_parts = []
+                if self._msg_joined:
+                    parts = self._msg_joined + parts
+                    self._msg_joined = []
+                message = parts[0] if len(parts) == 1 else b"".join(parts)
+                del parts  # before decoding: the parts, the message and its text never all at once
                 if not text:
-                    if type(message) is not bytes:
-                        message = bytes(message)
                     if sink is None:
                         events.append(BinaryMessage(message))
                     else:
                         sink.on_binary(message)
                 else:
-                    if self.text_as_bytes:
-                        decoded: Union[str, bytes] = message if type(message) is bytes else bytes(message)
-                    else:
-                        decoded = message.decode()
+                    decoded = message if self.text_as_bytes else message.decode()
                     if sink is None:
                         events.append(TextMessage(decoded))
                     else:
@@ -579,7 +582,8 @@ class Connection:
             self._out.append(build_frame(OP_CLOSE, _close_payload(code, reason), True, 0, self._mask))
         self.state = State.CLOSED if self.close_received else State.CLOSING
         self._discard = True
-        self._msg_data = None
+        self._msg_parts = []
+        self._msg_joined = []
 
     # ------------------------------------------------------------ sending
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, Optional
 
 import pytest
@@ -254,6 +255,35 @@ def test_under_load_messages_wait_at_most_max_delay_to_share_a_write() -> None:
                 await ws.close()
         with pytest.raises(ValueError, match="max_delay"):
             Hub(max_delay=-1)
+
+    run(main())
+
+
+def test_after_a_slow_round_of_writes_the_next_waits_as_long_to_carry_more() -> None:
+    async def main() -> None:
+        async with Hub(max_delay=0) as hub, serve(Room(hub), "127.0.0.1", 0, own_transport=False) as server:
+            ws = await connect(uri(server, "/slow"))
+            await eventually(lambda: "slow" in hub.channels)
+            writes: list[int] = []
+            (sub,) = hub._channels["slow"].values()
+            transport = sub._target._transport
+            write = transport.write
+
+            def slow_write(data: bytes) -> None:
+                writes.append(len(data))
+                if len(writes) == 1:
+                    time.sleep(0.2)  # a round of writes to many connections takes this long
+                write(data)
+
+            transport.write = slow_write
+            await hub.publish("slow", "first")
+            assert await ws.recv() == "first"
+            for i in range(10):  # each in a turn of its own, while the last round's 0.2 s have not passed
+                await hub.publish("slow", f"m{i}")
+                await asyncio.sleep(0)
+            assert await recv_all(ws, 10) == [f"m{i}" for i in range(10)]
+            assert len(writes) == 2
+            await ws.close()
 
     run(main())
 

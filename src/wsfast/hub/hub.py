@@ -177,8 +177,12 @@ class Hub:
     ``max_delay`` (seconds): under load, how long a message may wait to go
     out with the next ones, in one write per connection. A message that
     arrives when nothing was written for ``max_delay`` goes out at the end
-    of the event loop's turn; the hub writes at most once per ``max_delay``
-    otherwise (0: at the end of every turn that received messages).
+    of the event loop's turn; otherwise the next round of writes waits
+    until ``max_delay``, or as long as the last round took if that is
+    longer, has passed since the last one: rounds of writes to thousands of
+    connections take at most half the loop's time, and each carries what
+    came meanwhile (0: a round at the end of every turn that received
+    messages, unless the last round was slow).
 
     Create it anywhere (it does no I/O until :meth:`start`), start it in the
     process that uses it (after a fork), use it as ``async with hub:``.
@@ -214,6 +218,7 @@ class Hub:
         self._batches: dict[str, list[_Message]] = {}  # delivered in this turn of the loop, per channel
         self._flushing: Optional[asyncio.Handle] = None
         self._flushed_at = float("-inf")  # when the last flush ended (loop time)
+        self._flush_cost = 0.0  # how long it took
         self._lock: Optional[asyncio.Lock] = None  # joins and leaves of the backend's channels, one at a time
         self._state = "new"  # -> "started" -> "closed"
 
@@ -431,10 +436,10 @@ class Hub:
 
     def deliver(self, channel: str, id: Optional[str], data: bytes, text: bool) -> None:
         """A message of ``channel`` from the backend. It is written at the
-        end of this turn of the event loop, or ``max_delay`` after the last
-        write if that is later, together with the channel's other messages
-        of the meantime: under load, one write (one system call) per
-        connection carries several messages."""
+        end of this turn of the event loop, or later under load (see
+        ``max_delay``), together with the channel's other messages of the
+        meantime: then one write (one system call) per connection carries
+        several messages."""
         stats = self.stats
         stats.received += 1
         if id is not None and channel in self._live:
@@ -450,7 +455,7 @@ class Hub:
             batch = self._batches[channel] = []
             if self._flushing is None:
                 loop = asyncio.get_running_loop()
-                wait = self._flushed_at + self.max_delay - loop.time()
+                wait = self._flushed_at + max(self.max_delay, self._flush_cost) - loop.time()
                 self._flushing = (
                     loop.call_later(wait, self._flush_batches) if wait > 0 else loop.call_soon(self._flush_batches)
                 )
@@ -458,12 +463,15 @@ class Hub:
 
     def _flush_batches(self) -> None:
         self._flushing = None
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         batches, self._batches = self._batches, {}
         for channel, batch in batches.items():
             subs = self._channels.get(channel)
             if subs:
                 self._dispatch(channel, subs, batch)
-        self._flushed_at = asyncio.get_running_loop().time()
+        self._flushed_at = loop.time()
+        self._flush_cost = self._flushed_at - began
 
     def _dispatch(self, channel: str, subs: dict[Any, Subscription], batch: list[_Message]) -> None:
         """Write ``batch`` (one channel's messages, in order) to ``subs``:

@@ -122,7 +122,7 @@ class Config:
     fanout_deliveries_per_s: int = 10000  # the fixed rate, in deliveries (messages/s x clients)
     fanout_rate_seconds: float = 20.0
     fanout_saturation_seconds: float = 8.0
-    fanout_window: int = 4  # messages in flight at saturation
+    fanout_window: int = 32  # messages in flight at saturation (a publisher ahead of the deliveries)
     fanout_runs: int = 2
     fanout_impls: Sequence[str] = fanout.IMPLS
     quick: bool = False

@@ -492,6 +492,23 @@ def test_close_policy_sends_1013_to_a_consumer_that_reads_again() -> None:
 # ---------------------------------------------------------------- bad input
 
 
+def test_closing_the_hub_writes_what_it_had_received() -> None:
+    async def main() -> None:
+        hub = Hub(max_delay=10)  # a round of writes would wait long
+        async with serve(Room(hub), "127.0.0.1", 0) as server:
+            await hub.start()
+            ws = await connect(uri(server, "/last"))
+            await eventually(lambda: "last" in hub.channels)
+            await hub.publish("last", "one")
+            assert await ws.recv() == "one"  # the first round goes at once
+            await hub.publish("last", "two")  # the next would wait for max_delay
+            await hub.close()
+            assert await ws.recv() == "two"
+            await ws.close()
+
+    run(main())
+
+
 def test_bad_input_gets_clear_errors() -> None:
     async def main() -> None:
         hub = Hub(max_message_size=1000)

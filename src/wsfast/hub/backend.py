@@ -17,7 +17,6 @@ deliver ``None``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -179,7 +178,7 @@ class MemoryBackend(Backend):
         return log[-1].id if log else f"{self._last[0]}-{self._last[1]}"
 
     async def unsubscribe(self, channel: str) -> None:
-        await asyncio.sleep(0)
+        """Nothing to undo: :meth:`publish` delivers to the hub, which keeps the subscriptions."""
 
     async def history(self, channel: str, after: str, upto: str) -> History:
         low, high = parse_id(after), parse_id(upto)

@@ -252,6 +252,9 @@ class Hub:
         if self._state == "closed":
             return
         was_started = self._state == "started"
+        if self._flushing is not None:  # what was delivered already goes out first
+            self._flushing.cancel()
+            self._flush_batches()
         self._state = "closed"
         for subs in self._channels.values():
             for sub in subs.values():
@@ -259,10 +262,6 @@ class Hub:
                     sub._flusher.cancel()
         self._channels.clear()
         self._subscribers.clear()
-        if self._flushing is not None:
-            self._flushing.cancel()
-            self._flushing = None
-        self._batches.clear()
         if was_started:
             await self._backend.stop()
 

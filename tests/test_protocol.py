@@ -1141,6 +1141,24 @@ def test_connection_starts_open_by_default(role: Role) -> None:
     assert conn.close_sent is None and conn.close_received is None and conn.failure is None
 
 
+def test_bound_pongs_keeps_the_answer_to_the_latest_ping() -> None:
+    conn = Connection(Role.SERVER)
+    pings = b"".join(peer_frame(Role.SERVER, PING, i.to_bytes(2, "big")) for i in range(100))
+    conn.receive_data(pings + peer_frame(Role.SERVER, TEXT, b"after"))
+    assert conn.bound_pongs(paused=False, limit=10_000) is None  # 400 bytes of pongs: under the limit, all kept
+    assert len(decode(conn.data_to_send(), masked=False)) == 100
+    conn.receive_data(pings)
+    assert conn.bound_pongs(paused=False, limit=100) is None  # over it: only the latest
+    assert [f[3] for f in decode(conn.data_to_send(), masked=False)] == [(99).to_bytes(2, "big")]
+    conn.receive_data(pings)
+    held = conn.bound_pongs(paused=True, limit=10_000)  # the peer does not read: nothing now, the latest held
+    assert conn.data_to_send() == b""
+    assert held is not None and [f[3] for f in decode(held, masked=False)] == [(99).to_bytes(2, "big")]
+    conn.receive_data(pings + peer_frame(Role.SERVER, 3, b""))  # then a reserved opcode: 1002
+    assert conn.bound_pongs(paused=True, limit=0) is not None  # the pongs go, the close frame stays
+    assert [(f[0], f[3][:2]) for f in decode(conn.data_to_send(), masked=False)] == [(CLOSE, b"\x03\xea")]
+
+
 # ---------------------------------------------------------------- property tests
 
 

@@ -34,6 +34,7 @@ from tests.asyncio.helpers import (  # noqa: E402
     RawClient,
     frame,
     run,
+    shrink_send_buffer,
     upgrade_request,
 )
 
@@ -474,3 +475,39 @@ def test_frames_sent_before_the_accept_are_delivered() -> None:
             writer.close()
 
     run(main(), 20)
+
+
+def test_ping_flood_from_a_client_that_never_reads_is_bounded() -> None:
+    """20,000 pings (2.6 MB) from a client that never reads: the protocol's
+    write buffer stays bounded (one pong per ping would be 2.5 MB), and the
+    latest ping still gets its pong once the client reads (wsfast only:
+    uvicorn's own implementations answer every ping)."""
+    from tests.asyncio.test_abuse import last_pong, ping_flood, silent_reader_socket
+    from wsfast.uvicorn import PONG_LIMIT
+
+    ended = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive()).get("text") != "end":
+            pass
+        ended.set()
+        await receive()
+
+    async def main() -> None:
+        async with uvicorn_server(app, WSFAST) as (port, server):
+            sock = await silent_reader_socket(port)
+            for _ in range(100):
+                if server.server_state.connections:
+                    break
+                await asyncio.sleep(0.01)
+            (protocol,) = [c for c in server.server_state.connections if hasattr(c, "conn")]
+            shrink_send_buffer(protocol.transport, 4096)
+            last = await ping_flood(sock, 20_000)
+            await asyncio.wait_for(ended.wait(), 10)
+            assert protocol.transport.get_write_buffer_size() <= 2 * PONG_LIMIT + 1024
+            await last_pong(sock, last)
+            sock.close()
+
+    run(main(), 30)

@@ -101,6 +101,8 @@ logger = logging.getLogger("wsfast")
 MAX_MESSAGE_SIZE = 1048576
 """Default ``max_message_size``: 1 MiB (after decompression)."""
 
+_PONG_HEAD = b"\x8a"  # FIN + pong: the first byte of an automatic pong
+
 BY_REFERENCE = 65536
 """Messages from this size on are written by reference (:meth:`Connection.send_parts`)."""
 
@@ -304,6 +306,26 @@ class Connection:
         if self.role is Role.SERVER:
             return self.failure is not None or self.state is State.CLOSED
         return isinstance(self.failure, InvalidHandshake)
+
+    def bound_pongs(self, paused: bool, limit: int) -> Optional[bytes]:
+        """Bound the automatic pongs waiting in :meth:`data_to_send` (RFC 6455
+        section 5.5.3 allows answering only the most recent ping) against a
+        peer that pings and does not read. ``paused`` (the transport's write
+        buffer is full): remove them all and return the pong to the latest
+        ping, for the caller to write when writing resumes (unless a close
+        frame went out meanwhile). Otherwise, when they come to more than
+        ``limit`` bytes, keep only the latest; return ``None``."""
+        out = self._out
+        pongs = [frame for frame in out if frame[:1] == _PONG_HEAD]
+        if not pongs:
+            return None
+        if paused:
+            out[:] = [frame for frame in out if frame[:1] != _PONG_HEAD]
+            return pongs[-1]
+        if sum(map(len, pongs)) > limit:
+            latest = pongs[-1]
+            out[:] = [frame for frame in out if frame[:1] != _PONG_HEAD or frame is latest]
+        return None
 
     def data_to_send(self) -> bytes:
         """The automatic replies queued since the last call (often ``b""``)."""

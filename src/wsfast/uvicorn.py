@@ -61,6 +61,8 @@ CLOSE_TIMEOUT = 10.0
 #: Bytes that may arrive after the upgrade request and before the application
 #: accepts; reading pauses beyond this until it does.
 EARLY_DATA_LIMIT = 65536
+#: Bytes of automatic pongs one read may queue before only the latest is kept.
+PONG_LIMIT = 65536
 
 Message = dict[str, Any]
 
@@ -121,6 +123,7 @@ class WSFastProtocol(asyncio.Protocol):
         self._closing = False  # transport.close() called
         self._read_paused = False
         self._write_paused = False
+        self._pong: Optional[bytes] = None  # the pong to the latest ping, held while writing is paused
         self._drain: Optional[asyncio.Future[None]] = None
         self._early = 0
         self._ping: Optional[bytes] = None
@@ -184,6 +187,9 @@ class WSFastProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        pong, self._pong = self._pong, None
+        if pong is not None and self.conn.close_sent is None and not self._lost and not self._closing:
+            self.transport.write(pong)  # the answer to the latest ping, held while the peer did not read
         self._wake_drain()
 
     def shutdown(self) -> None:
@@ -418,8 +424,14 @@ class WSFastProtocol(asyncio.Protocol):
         self._close_transport()
 
     def _flush(self) -> None:
-        """Write the automatic replies; close when the core says so."""
+        """Write the automatic replies (pongs bounded against a peer that
+        pings and does not read: :meth:`Connection.bound_pongs`); close when
+        the core says so."""
         conn = self.conn
+        if len(conn._out) > 1 or (conn._out and self._write_paused):
+            pong = conn.bound_pongs(self._write_paused, PONG_LIMIT)
+            if pong is not None:
+                self._pong = pong
         out = conn.data_to_send()
         if out and not self._lost and not self._closing:
             self.transport.write(out)

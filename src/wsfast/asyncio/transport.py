@@ -29,7 +29,6 @@ from .listener import Listener
 from .options import Options
 
 _OPEN = State.OPEN
-_PONG_HEAD = b"\x8a"  # FIN + pong: the first byte of an automatic pong
 _CLOSE_HEAD = b"\x88"  # FIN + close
 
 __all__ = ["WebSocketTransport", "RequestHandler", "READ_BUFFER_SIZE"]
@@ -358,7 +357,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         conn = self.conn
         if conn._out:
             if len(conn._out) > 1 or self._writing_paused:
-                self._hold_pongs(conn._out)
+                self._hold_pongs()
             if conn.failure is not None and self._held is None and conn.state is not _OPEN:
                 self._hold_failure()
         out = conn.data_to_send()
@@ -570,26 +569,17 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------ abuse bounds
 
-    def _hold_pongs(self, out: list[bytes]) -> None:
-        """Bound the automatic pongs (RFC 6455 section 5.5.3 allows answering
-        only the most recent ping): while writing is paused (the peer does
-        not read what we send), keep only the pong to the latest ping,
-        written when writing resumes; and when one read's pongs come to more
-        than ``write_limit`` bytes, send only the latest of them. Instead of
-        one pong per ping, without bound, in the write buffer. Reading goes
-        on (pausing it while writing is backed up would deadlock two peers
-        that both send more than the other reads at the moment)."""
-        pongs = [frame for frame in out if frame[:1] == _PONG_HEAD]
-        if not pongs:
-            return
-        if self._writing_paused:
-            self._pong = pongs[-1]
-            latest = None
-        elif sum(map(len, pongs)) <= self.options.write_limit:
-            return
-        else:
-            latest = pongs[-1]
-        out[:] = [frame for frame in out if frame[:1] != _PONG_HEAD or frame is latest]
+    def _hold_pongs(self) -> None:
+        """Bound the automatic pongs (:meth:`Connection.bound_pongs`): while
+        writing is paused (the peer does not read what we send), keep only
+        the pong to the latest ping, written when writing resumes; when one
+        read's pongs come to more than ``write_limit`` bytes, send only the
+        latest. Reading goes on (pausing it while writing is backed up would
+        deadlock two peers that both send more than the other reads at the
+        moment)."""
+        pong = self.conn.bound_pongs(self._writing_paused, self.options.write_limit)
+        if pong is not None:
+            self._pong = pong
 
     def _hold_failure(self) -> None:
         """The peer broke the protocol in this read, and the awaitable API's

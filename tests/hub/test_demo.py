@@ -75,6 +75,10 @@ def test_the_chat_room_spans_workers_and_pages_resume(redis_server: Any) -> None
             pass
         last_id = message["id"]
         await b.close()
+        # b's worker announces it left; a waits for that, so that what a says
+        # next comes after it in the room (two workers publish in any order).
+        while (await next_line(a))["data"] != f"* {b_name} left":
+            pass
         await a.send("said while b was away")
         while (await next_line(a))["data"] != f"{a_name}: said while b was away":
             pass

@@ -164,6 +164,26 @@ def test_closed_connections_are_forgotten_and_the_channel_left() -> None:
     run(main())
 
 
+def test_a_mass_disconnect_leaves_each_emptied_channel_once() -> None:
+    async def main() -> None:
+        async with Hub() as hub, serve(Room(hub), "127.0.0.1", 0) as server:
+            left: list[str] = []
+            unsubscribe = hub._backend.unsubscribe
+
+            async def counted(channel: str) -> None:
+                left.append(channel)
+                await unsubscribe(channel)
+
+            hub._backend.unsubscribe = counted  # type: ignore[method-assign]
+            clients = [await connect(uri(server, f"/user-{i % 20}")) for i in range(60)]
+            await eventually(lambda: sum(len(subs) for subs in hub._channels.values()) == 60)
+            await asyncio.gather(*(ws.close() for ws in clients))
+            await eventually(lambda: not hub.channels and not hub._live and hub._leaving is None)
+            assert sorted(left) == sorted(f"user-{i}" for i in range(20))  # each once
+
+    run(main())
+
+
 def test_unsubscribe_one_channel_or_all() -> None:
     async def main() -> None:
         async with Hub() as hub:

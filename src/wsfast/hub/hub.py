@@ -219,6 +219,8 @@ class Hub:
         self._flushing: Optional[asyncio.Handle] = None
         self._flushed_at = float("-inf")  # when the last flush ended (loop time)
         self._flush_cost = 0.0  # how long it took
+        self._emptied: set[str] = set()  # channels whose last local subscriber left
+        self._leaving: Optional[asyncio.Task[None]] = None  # the task that leaves them
         self._lock: Optional[asyncio.Lock] = None  # joins and leaves of the backend's channels, one at a time
         self._state = "new"  # -> "started" -> "closed"
 
@@ -262,6 +264,9 @@ class Hub:
                     sub._flusher.cancel()
         self._channels.clear()
         self._subscribers.clear()
+        self._emptied.clear()
+        if self._leaving is not None:
+            self._leaving.cancel()
         if was_started:
             await self._backend.stop()
 
@@ -389,6 +394,8 @@ class Hub:
         subs = self._channels.get(sub.channel)
         if subs is not None and subs.get(sub._key) is sub:
             del subs[sub._key]
+            if not subs:
+                self._emptied.add(sub.channel)
         mine = self._subscribers.get(sub._key)
         if mine is not None and mine.get(sub.channel) is sub:
             del mine[sub.channel]
@@ -404,8 +411,18 @@ class Hub:
         backend's for channels nobody here listens to any more)."""
         for sub in list(self._subscribers.get(key, {}).values()):
             self._remove(sub)
-        if self._state == "started" and any(not subs for subs in self._channels.values()):
-            asyncio.get_running_loop().create_task(self._leave_empty())
+        self._leave_later()
+
+    def _leave_later(self) -> None:
+        """One task at a time leaves the channels that emptied (a mass
+        disconnect does not start a task, or scan the channels, per close)."""
+        if self._emptied and self._leaving is None and self._state == "started":
+            self._leaving = asyncio.get_running_loop().create_task(self._leave_empty())
+            self._leaving.add_done_callback(self._left)
+
+    def _left(self, task: asyncio.Task[None]) -> None:
+        self._leaving = None
+        self._leave_later()  # channels that emptied after it looked
 
     async def _join(self, channel: str) -> None:
         """Make sure the backend delivers ``channel`` here. Joins and leaves
@@ -423,7 +440,8 @@ class Hub:
         if self._lock is None:
             return
         async with self._lock:
-            for channel in [c for c, subs in self._channels.items() if not subs]:
+            while self._emptied:
+                channel = self._emptied.pop()
                 if self._channels.get(channel):  # somebody subscribed meanwhile
                     continue
                 self._channels.pop(channel, None)

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -21,6 +18,8 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 import wsfast
+
+from .output_lines import OutputLines
 
 # The directory holding the imported wsfast package: the source tree's src/
 # or site-packages, so the subprocesses run the code under test.
@@ -56,32 +55,12 @@ class Proc:
             encoding="utf-8",
             env=cli_env(),
         )
-        self.lines: dict[str, queue.Queue[Optional[str]]] = {"stdout": queue.Queue(), "stderr": queue.Queue()}
-        self.seen: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        for name in ("stdout", "stderr"):
-            threading.Thread(target=self._pump, args=(name,), daemon=True).start()
-
-    def _pump(self, name: str) -> None:
-        stream = getattr(self.popen, name)
-        for line in stream:
-            self.lines[name].put(line.rstrip("\n"))
-        self.lines[name].put(None)
+        self.output = OutputLines(self.popen, str(args))
+        self.seen = self.output.seen
 
     def expect(self, predicate: Callable[[str], bool], stream: str = "stdout", timeout: float = 10.0) -> str:
         """The next line of ``stream`` that satisfies ``predicate``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines[stream].get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(
-                    f"{self.args}: no such line on {stream} within {timeout} s; saw {self.seen}"
-                ) from None
-            if line is None:
-                raise AssertionError(f"{self.args}: {stream} ended; saw {self.seen}")
-            self.seen[stream].append(line)
-            if predicate(line):
-                return line
+        return self.output.next(predicate, stream, timeout)
 
     def send_line(self, line: str) -> None:
         assert self.popen.stdin is not None
@@ -96,13 +75,8 @@ class Proc:
         return self.popen.wait(timeout)
 
     def rest(self, stream: str) -> list[str]:
-        """The remaining lines of ``stream`` (after the process ended)."""
-        lines = []
-        while True:
-            line = self.lines[stream].get(timeout=5)
-            if line is None:
-                return self.seen[stream] + lines
-            lines.append(line)
+        """Every line of ``stream`` (after the process ended)."""
+        return self.output.rest(stream)
 
     def stop(self) -> None:
         if self.popen.poll() is None:

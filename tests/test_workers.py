@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -32,6 +30,7 @@ from wsfast.exceptions import ConnectionClosed, InvalidHandshake
 from wsfast.workers import Supervisor, usable_cores
 
 from .asyncio.helpers import run
+from .output_lines import OutputLines
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="worker processes need os.fork")
 
@@ -91,34 +90,24 @@ class Supervised:
             encoding="utf-8",
             env={**subprocess_env(), **(env or {})},
         )
-        self.lines: dict[str, queue.Queue[Optional[str]]] = {"stdout": queue.Queue(), "stderr": queue.Queue()}
-        self.seen: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.output = OutputLines(self.popen, " ".join(args))
+        self.seen = self.output.seen
         self.worker_pids: set[int] = set()  # every worker pid it ever reported, to clean up after a failure
-        for name in ("stdout", "stderr"):
-            threading.Thread(target=self._pump, args=(name,), daemon=True).start()
-
-    def _pump(self, name: str) -> None:
-        stream = getattr(self.popen, name)
-        for line in stream:
-            self.lines[name].put(line.rstrip("\n"))
-        self.lines[name].put(None)
 
     def expect(self, pattern: str, stream: str = "stderr", timeout: float = 10.0) -> re.Match[str]:
         """The next line of ``stream`` matching ``pattern`` (a regex)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines[stream].get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r} within {timeout} s; saw {self.seen}") from None
-            if line is None:
-                raise AssertionError(f"{stream} ended before a line matching {pattern!r}; saw {self.seen}")
-            self.seen[stream].append(line)
-            for found in re.finditer(r"worker (\d+) (?:listening|started)", line):
-                self.worker_pids.add(int(found.group(1)))
+        found: list[re.Match[str]] = []
+
+        def matches(line: str) -> bool:
+            for worker in re.finditer(r"worker (\d+) (?:listening|started)", line):
+                self.worker_pids.add(int(worker.group(1)))
             match = re.search(pattern, line)
             if match:
-                return match
+                found.append(match)
+            return match is not None
+
+        self.output.next(matches, stream, timeout, f"line matching {pattern!r}")
+        return found[0]
 
     def started(self) -> tuple[int, list[int]]:
         """Wait until all workers listen: the port and the worker pids."""
@@ -128,11 +117,7 @@ class Supervised:
 
     def rest(self, stream: str = "stderr") -> list[str]:
         """All the lines of ``stream`` (after the process ended)."""
-        while True:
-            line = self.lines[stream].get(timeout=5)
-            if line is None:
-                return self.seen[stream]
-            self.seen[stream].append(line)
+        return self.output.rest(stream)
 
     def signal(self, signum: int) -> None:
         self.popen.send_signal(signum)

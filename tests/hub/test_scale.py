@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 from wsfast.asyncio import connect
-from wsfast.exceptions import ConnectionClosed
+from wsfast.exceptions import ConnectionClosed, WebSocketError
 from wsfast.hub import Hub, parse_id
 
 from ..asyncio.helpers import eventually, run
@@ -130,7 +130,9 @@ class Member:
                     await self._connect()
                     self.reconnects += 1
                     break
-                except (OSError, ConnectionClosed, asyncio.TimeoutError):
+                except (OSError, WebSocketError, asyncio.TimeoutError):
+                    # refused, reset in the handshake (a connection queued on the killed
+                    # worker's socket), or rejected: try again, as a real client would
                     await asyncio.sleep(0.05)
             else:
                 return

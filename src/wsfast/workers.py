@@ -85,7 +85,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, AsyncContextManager, Callable, Literal, Mapping, Optional, Union
 
-from .asyncio.options import Options
+from .options import Options
 
 __all__ = ["run", "Supervisor", "Worker", "usable_cores"]
 

@@ -86,7 +86,7 @@ def test_parse_uri(uri: str, secure: bool, host: str, port: int, target: str, ho
         "ws://",
         "ws:///path",
         "ws://example.com/#fragment",
-        "ws://user:secret@example.com/",
+        "ws://user@example.com/",
         "ws://example.com:99999/",
         "ws://example.com:port/",
         "ws://[::1/",

@@ -7,10 +7,11 @@
   :class:`WebSocketTransport`.
 """
 
-from .client import connect, create_connection, parse_uri
+from ..options import Options
+from ..uri import parse_uri
+from .client import connect, create_connection
 from .connection import WebSocket, broadcast
 from .listener import Listener
-from .options import Options
 from .server import Server, create_server, serve
 from .transport import WebSocketTransport
 

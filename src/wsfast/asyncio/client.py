@@ -8,19 +8,20 @@ import asyncio
 import socket
 import ssl as ssl_module
 from typing import Any, Generator, Optional, Sequence
-from urllib.parse import urlsplit
 
 from .. import __version__
+from ..auth import basic_auth_header
 from ..exceptions import InvalidURI
+from ..options import Options
 from ..protocol import ClientConnection
+from ..uri import parse_uri
 from .connection import WebSocket
 from .listener import Listener
-from .options import Options
 from .server import _split
 from .sockets import connect_socket, usable, wrap
 from .transport import WebSocketTransport
 
-__all__ = ["connect", "create_connection", "parse_uri", "WebSocketURI"]
+__all__ = ["connect", "create_connection"]
 
 USER_AGENT = f"wsfast/{__version__}"
 
@@ -33,50 +34,6 @@ def default_ssl_context() -> ssl_module.SSLContext:
     if _default_ssl_context is None:
         _default_ssl_context = ssl_module.create_default_context()
     return _default_ssl_context
-
-
-class WebSocketURI:
-    """A parsed ``ws://`` or ``wss://`` URI."""
-
-    __slots__ = ("secure", "host", "port", "target")
-
-    def __init__(self, secure: bool, host: str, port: int, target: str) -> None:
-        self.secure = secure
-        self.host = host
-        self.port = port
-        self.target = target
-
-    @property
-    def host_header(self) -> str:
-        """The ``Host`` header value: the port only when not the default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.secure else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-    def __repr__(self) -> str:
-        return f"WebSocketURI({'wss' if self.secure else 'ws'}://{self.host_header}{self.target})"
-
-
-def parse_uri(uri: str) -> WebSocketURI:
-    """Parse a WebSocket URI; :class:`~wsfast.exceptions.InvalidURI` if it is not one."""
-    try:
-        parts = urlsplit(uri)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidURI(uri, str(exc)) from None
-    if parts.scheme not in ("ws", "wss"):
-        raise InvalidURI(uri, "the scheme must be ws or wss")
-    if not parts.hostname:
-        raise InvalidURI(uri, "there is no host")
-    if parts.fragment:
-        raise InvalidURI(uri, "a WebSocket URI cannot have a fragment")
-    if parts.username is not None or parts.password is not None:
-        raise InvalidURI(uri, "user information is not supported")
-    secure = parts.scheme == "wss"
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    return WebSocketURI(secure, parts.hostname, port or (443 if secure else 80), target)
 
 
 async def create_connection(
@@ -96,7 +53,7 @@ async def create_connection(
 
     ``ssl`` defaults to a verifying context for ``wss://``; ``path`` connects
     to a Unix socket (the URI still gives the Host header and target).
-    Other keyword arguments are :class:`~wsfast.asyncio.options.Options`
+    Other keyword arguments are :class:`~wsfast.options.Options`
     fields, or go to :meth:`asyncio.loop.create_connection`. Raises
     :class:`~wsfast.exceptions.InvalidHandshake` (with the server's response)
     or :class:`~wsfast.exceptions.InvalidURI`, or ``OSError`` and
@@ -108,11 +65,14 @@ async def create_connection(
         ssl = default_ssl_context()
     elif not wsuri.secure and ssl is not None:
         raise InvalidURI(uri, "an SSL context was given for a ws:// URI")
+    headers = list(options.extra_headers)
+    if wsuri.user is not None and not any(name.lower() == "authorization" for name, _ in headers):
+        headers.append(("Authorization", basic_auth_header(wsuri.user, wsuri.password or "")))
     conn = ClientConnection(
         wsuri.host_header,
         wsuri.target,
         origin=origin,
-        extra_headers=options.extra_headers,
+        extra_headers=headers,
         user_agent=user_agent,
         **options.connection_options(),
     )

@@ -21,9 +21,9 @@ from .. import __version__
 from ..exceptions import ConnectionClosed
 from ..handshake import error_response
 from ..http11 import Request, Response
+from ..options import Options
 from ..protocol import ServerConnection, State
 from .connection import WebSocket
-from .options import Options
 from .sockets import Acceptor, usable
 from .transport import RequestResult, WebSocketTransport
 
@@ -251,7 +251,7 @@ def create_server(
     a :class:`~wsfast.asyncio.listener.Listener` (accept), a
     :class:`~wsfast.http11.Response` (reject), ``None`` (404), or an awaitable
     of one of them. ``path`` serves on a Unix socket. Other keyword arguments
-    are :class:`~wsfast.asyncio.options.Options` fields, or go to
+    are :class:`~wsfast.options.Options` fields, or go to
     :meth:`asyncio.loop.create_server` (``backlog``, ``reuse_port``...).
     ``max_connections`` answers 503 above that many connections (counted
     from their upgrade request on); ``max_handshakes`` bounds the

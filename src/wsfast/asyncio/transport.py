@@ -24,9 +24,9 @@ from ..events import BinaryMessage, CloseReceived, Fragment, HandshakeFailed, Pi
 from ..exceptions import ConnectionClosed, FrameError, InvalidHandshake, connection_closed
 from ..handshake import error_response
 from ..http11 import Request, Response
+from ..options import Options
 from ..protocol import BY_REFERENCE, Connection, ServerConnection, State
 from .listener import Listener
-from .options import Options
 
 _OPEN = State.OPEN
 _CLOSE_HEAD = b"\x88"  # FIN + close

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from ..extensions import DEFAULT_DEFLATE, PerMessageDeflate
-from ..handshake import SubprotocolSelector
-from ..http11 import MAX_HEAD_SIZE, MAX_HEADERS, MAX_LINE_LENGTH
-from ..protocol import MAX_MESSAGE_SIZE
+from .extensions import DEFAULT_DEFLATE, PerMessageDeflate
+from .handshake import SubprotocolSelector
+from .http11 import MAX_HEAD_SIZE, MAX_HEADERS, MAX_LINE_LENGTH
+from .protocol import MAX_MESSAGE_SIZE
 
 __all__ = ["Options"]
 

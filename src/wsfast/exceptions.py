@@ -15,6 +15,8 @@ __all__ = [
     "InvalidHandshake",
     "NegotiationError",
     "InvalidURI",
+    "InvalidProxy",
+    "ProxyError",
 ]
 
 
@@ -117,3 +119,41 @@ class InvalidURI(WebSocketError, ValueError):
     def __init__(self, uri: str, message: str) -> None:
         super().__init__(f"{uri!r} is not a valid WebSocket URI: {message}")
         self.uri = uri
+
+
+class InvalidProxy(WebSocketError, ValueError):
+    """A proxy URL that wsfast cannot use (scheme, host, port, a path...)."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"{url!r} is not a valid proxy URL: {message}")
+        self.url = url
+
+
+class ProxyError(InvalidHandshake):
+    """The proxy did not open the tunnel to the server.
+
+    Raised when an HTTP proxy answers CONNECT with anything but 2xx (``status``
+    and ``status_line`` hold its answer, ``response`` the whole
+    :class:`~wsfast.http11.Response`; 407 means the credentials were missing
+    or refused), sends something that is not an HTTP response, or closes the
+    connection; and when a SOCKS proxy refuses the request or the
+    credentials. ``proxy`` is the proxy URL without its credentials.
+
+    It is an :class:`InvalidHandshake`: the proxy took part in the opening
+    handshake and said no. A proxy that cannot be reached at all raises
+    ``OSError`` (naming the proxy), and a slow one ``TimeoutError``, as a
+    server would.
+    """
+
+    def __init__(
+        self,
+        proxy: str,
+        message: str,
+        status: "int | None" = None,
+        status_line: "str | None" = None,
+        response: "object | None" = None,
+    ) -> None:
+        super().__init__(f"proxy {proxy}: {message}", response)
+        self.proxy = proxy
+        self.status = status
+        self.status_line = status_line

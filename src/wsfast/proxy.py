@@ -452,7 +452,9 @@ def connect_via_proxy(
             else:
                 sock = ssl.wrap_socket(sock, server_hostname=hostname)
         sock.settimeout(None)
-    except BaseException:
+    except BaseException as exc:
         sock.close()
+        if isinstance(exc, socket.timeout):  # TimeoutError, with its own name before Python 3.10
+            raise TimeoutError(f"timed out connecting through the proxy {proxy}") from exc
         raise
     return sock

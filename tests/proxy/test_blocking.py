@@ -1,0 +1,110 @@
+"""wsfast.proxy.connect_via_proxy, the blocking connection for threads,
+through real proxies; websockets' threading client runs over the socket it
+returns (``sock=``), TLS in TLS (:class:`~wsfast.proxy.TLSTunnel`) included."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from typing import Optional
+
+import pytest
+
+from wsfast.exceptions import ProxyError
+from wsfast.proxy import TLSTunnel, connect_via_proxy, parse_proxy
+from wsfast.uri import parse_uri
+
+from .conftest import CREDENTIALS, EchoServers
+from .servers import ProxyServer, free_port
+
+sync_client = pytest.importorskip("websockets.sync.client")
+
+PROXIES = [
+    ("tinyproxy", "http", None),
+    ("tinyproxy_auth", "http", CREDENTIALS),
+    ("https_proxy", "https", CREDENTIALS),
+    ("microsocks_auth", "socks5h", CREDENTIALS),
+    ("dante", "socks4", None),
+]
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+@pytest.mark.parametrize("fixture, scheme, credentials", PROXIES)
+def test_connect_via_proxy(
+    request: pytest.FixtureRequest,
+    echo_servers: EchoServers,
+    client_ssl: ssl.SSLContext,
+    fixture: str,
+    scheme: str,
+    credentials: Optional[str],
+    secure: bool,
+) -> None:
+    if scheme.startswith("socks"):
+        pytest.importorskip("python_socks")
+    proxy: ProxyServer = request.getfixturevalue(fixture)
+    host = "localhost" if scheme == "socks5h" else "127.0.0.1"
+    uri = parse_uri(echo_servers.uri(secure, host))
+    sock = connect_via_proxy(
+        parse_proxy(proxy.url(scheme, credentials)),
+        uri,
+        timeout=5,
+        ssl=client_ssl if secure else None,
+        proxy_ssl=client_ssl,
+        user_agent="test",
+    )
+    assert sock.gettimeout() is None
+    if secure:
+        assert isinstance(sock, TLSTunnel if scheme == "https" else ssl.SSLSocket)
+        assert sock.version() is not None and sock.getpeercert() is not None
+    local_port = sock.getsockname()[1]
+    # The TLS is done: websockets speaks plain WebSocket over the object.
+    with sync_client.connect(f"ws://{uri.host_header}/", sock=sock, open_timeout=5, close_timeout=2) as ws:
+        ws.send("peer")
+        assert int(ws.recv(5)) != local_port
+        big = b"x" * 1_000_000  # many TLS records each way, received while sending
+        ws.send(big)
+        assert ws.recv(5) == big
+
+
+def test_bad_credentials(echo_servers: EchoServers, tinyproxy_auth: ProxyServer, microsocks_auth: ProxyServer) -> None:
+    pytest.importorskip("python_socks")
+    uri = parse_uri(echo_servers.uri(False))
+    with pytest.raises(ProxyError, match="refused the credentials") as info:
+        connect_via_proxy(parse_proxy(tinyproxy_auth.url("http", "alice:nope")), uri, timeout=5)
+    assert info.value.status in (401, 407) and "nope" not in str(info.value)
+    with pytest.raises(ProxyError, match="refused"):
+        connect_via_proxy(parse_proxy(microsocks_auth.url("socks5", "alice:nope")), uri, timeout=5)
+
+
+def test_refused(echo_servers: EchoServers, tinyproxy_refusing: ProxyServer) -> None:
+    with pytest.raises(ProxyError, match="refused CONNECT: 403") as info:
+        connect_via_proxy(parse_proxy(tinyproxy_refusing.url("http")), parse_uri(echo_servers.uri(False)), timeout=5)
+    assert info.value.status == 403
+
+
+@pytest.mark.parametrize("scheme", ["http", "https", "socks5h", "socks4"])
+def test_unreachable(scheme: str) -> None:
+    if scheme.startswith("socks"):
+        pytest.importorskip("python_socks")
+    port = free_port()
+    with pytest.raises(OSError, match=f"proxy.*127.0.0.1:{port}") as info:
+        connect_via_proxy(parse_proxy(f"{scheme}://127.0.0.1:{port}"), parse_uri("ws://127.0.0.1:1/"), timeout=5)
+    assert not isinstance(info.value, ProxyError)
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_timeout(scheme: str) -> None:
+    if scheme.startswith("socks"):
+        pytest.importorskip("python_socks")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            connect_via_proxy(
+                parse_proxy(f"{scheme}://127.0.0.1:{silent.getsockname()[1]}"),
+                parse_uri("ws://127.0.0.1:1/"),
+                timeout=0.3,
+            )
+        assert time.monotonic() - start < 3

@@ -137,12 +137,18 @@ class Headers:
 
 @dataclass
 class Request:
-    """An HTTP request head (a WebSocket handshake request has no body)."""
+    """An HTTP request head (a WebSocket handshake request has no body).
+
+    ``user`` is the authenticated user name, set by an authentication hook
+    such as :func:`wsfast.auth.basic_auth` (``None`` until then); a
+    connection's handler finds it as ``ws.request.user``.
+    """
 
     method: str
     target: str
     headers: Headers = field(default_factory=Headers)
     version: str = "HTTP/1.1"
+    user: Optional[str] = field(default=None, compare=False)
 
     @property
     def path(self) -> str:

@@ -971,7 +971,9 @@ class ClientConnection(Connection):
             return self._read_body(b"")
         if self.state is State.CONNECTING:
             super().receive_eof()
-            return [HandshakeFailed(InvalidHandshake("connection closed during the opening handshake"))]
+            error = InvalidHandshake("connection closed during the opening handshake")
+            error.__cause__ = EOFError()  # tells it apart from a refusal (wsfast.retry retries it)
+            return [HandshakeFailed(error)]
         return super().receive_eof()
 
     def _read_body(self, data: bytes) -> list[Event]:

@@ -1,0 +1,117 @@
+"""Following HTTP redirects of the opening handshake, without I/O: shared by
+every client (asyncio, threads, Trio).
+
+A server may answer the upgrade request with 301, 302, 303, 307 or 308 and
+a ``Location``. :class:`Redirects` resolves it against the URI it answers
+(a relative ``Location`` too; ``http://`` and ``https://`` map to ``ws://``
+and ``wss://``), refuses what must not be followed (another scheme, a
+``wss://`` to ``ws://`` downgrade, more than ``max_redirects`` hops), and
+drops the credentials (``Authorization``, ``Cookie``,
+``Proxy-Authorization``, the URI's user information) when the origin
+(scheme, host, port) changes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+from .auth import with_uri_credentials
+from .exceptions import InvalidHandshake, InvalidURI
+from .http11 import Response
+from .uri import WebSocketURI, parse_uri
+
+__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "CREDENTIAL_HEADERS", "InvalidRedirect", "Redirects", "is_redirect"]
+
+MAX_REDIRECTS = 10
+"""Default limit of redirects followed by one connection attempt."""
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+"""Statuses followed when the response has a ``Location``."""
+
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+"""Headers (lower-case) that do not follow a redirect to another origin."""
+
+_SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+
+
+class InvalidRedirect(InvalidHandshake):
+    """A redirect that wsfast refuses to follow.
+
+    ``chain`` lists the URIs requested, the first one first (without their
+    credentials), then the one refused, when it could be resolved;
+    ``response`` is the redirect.
+    """
+
+    def __init__(self, message: str, chain: Sequence[str], response: Optional[Response] = None) -> None:
+        super().__init__(f"{message} (redirects: {' -> '.join(chain)})", response)
+        self.chain = list(chain)
+
+
+def is_redirect(response: object) -> bool:
+    """Whether a response to the upgrade request is a redirect to follow."""
+    return isinstance(response, Response) and response.status in REDIRECT_STATUSES and "Location" in response.headers
+
+
+class Redirects:
+    """The redirects of one connection attempt, from ``uri`` on.
+
+    :attr:`uri` and :attr:`headers` are where the next request goes and what
+    it carries: connect to ``str(uri)`` (without credentials) with
+    ``headers`` as the extra headers, which hold the URI's credentials as
+    ``Authorization`` (see :func:`~wsfast.auth.with_uri_credentials`).
+    :meth:`follow` takes a redirect response and moves them on.
+    """
+
+    __slots__ = ("uri", "headers", "max_redirects", "chain")
+
+    def __init__(
+        self, uri: WebSocketURI, headers: Sequence[tuple[str, str]] = (), max_redirects: int = MAX_REDIRECTS
+    ) -> None:
+        if max_redirects < 0:
+            raise ValueError(f"max_redirects must be 0 or more, not {max_redirects!r}")
+        self.uri = uri
+        self.headers = with_uri_credentials(uri, headers)
+        self.max_redirects = max_redirects
+        #: The URIs requested so far, without their credentials.
+        self.chain = [str(uri)]
+
+    def follow(self, response: Response) -> WebSocketURI:
+        """Move on to the target of a redirect (see :func:`is_redirect`).
+
+        Returns the new :attr:`uri`; :attr:`headers` lose the credentials if
+        the origin changes (credentials in the ``Location`` itself are used).
+        Raises :class:`InvalidRedirect` for a ``Location`` that is not a
+        WebSocket or HTTP URI, a downgrade from ``wss://`` to ``ws://``, or
+        one redirect more than ``max_redirects``.
+        """
+        location = response.headers.get_all("Location")
+        if len(location) != 1:
+            raise InvalidRedirect(f"HTTP {response.status} with {len(location)} Location headers", self.chain, response)
+        target = location[0].strip()
+        try:
+            target = urldefrag(urljoin(str(self.uri), target)).url
+            parts = urlsplit(target)
+            scheme = _SCHEMES.get(parts.scheme)
+            if scheme is None:
+                shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no credentials
+                raise InvalidRedirect(
+                    f"refused a redirect to {shown!r}: only ws, wss, http and https URIs are followed",
+                    self.chain,
+                    response,
+                )
+            new = parse_uri(parts._replace(scheme=scheme).geturl())
+        except (InvalidURI, ValueError) as exc:
+            raise InvalidRedirect(f"HTTP {response.status} to an invalid URI: {exc}", self.chain, response) from None
+        chain = [*self.chain, str(new)]
+        if self.uri.secure and not new.secure:
+            raise InvalidRedirect(f"refused a redirect from wss:// to ws:// ({new})", chain, response)
+        if len(self.chain) > self.max_redirects:
+            raise InvalidRedirect(f"more than {self.max_redirects} redirects", chain, response)
+        headers = self.headers
+        if new.origin != self.uri.origin:
+            headers = [(name, value) for name, value in headers if name.lower() not in CREDENTIAL_HEADERS]
+        self.headers = with_uri_credentials(new, headers)
+        self.uri = new
+        self.chain = chain
+        return new

@@ -25,9 +25,10 @@ from urllib.parse import parse_qs, urlsplit
 from . import IMPLEMENTATION, __version__
 from .asyncio import WebSocket, broadcast, connect, serve
 from .asyncio.transport import WebSocketTransport
-from .exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from .exceptions import ConnectionClosed, InvalidHandshake, InvalidProxy, InvalidURI
 from .http11 import Headers, Request, Response, header_tokens
 from .hub import Hub, HubError
+from .proxy import ProxySetting
 
 __all__ = ["main", "CHAT_PAGE", "DemoApp"]
 
@@ -287,7 +288,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- connect
 
 
-async def _connect(uri: str, context: Optional[ssl.SSLContext], linger: float) -> int:
+async def _connect(uri: str, context: Optional[ssl.SSLContext], linger: float, proxy: ProxySetting = True) -> int:
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[Optional[str]] = asyncio.Queue()
     last_message = [loop.time()]
@@ -297,7 +298,7 @@ async def _connect(uri: str, context: Optional[ssl.SSLContext], linger: float) -
             loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
         loop.call_soon_threadsafe(lines.put_nowait, None)
 
-    ws = await connect(uri, ssl=context)
+    ws = await connect(uri, ssl=context, proxy=proxy)
     print(
         f"Connected to {uri}"
         + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else "")
@@ -354,15 +355,20 @@ def cmd_connect(args: argparse.Namespace) -> int:
         if args.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+    proxy: ProxySetting = None if args.no_proxy else (args.proxy or True)
     try:
-        return asyncio.run(_connect(args.uri, context, args.linger))
-    except InvalidURI as exc:
+        return asyncio.run(_connect(args.uri, context, args.linger, proxy))
+    except (InvalidURI, InvalidProxy) as exc:
         return _fail(str(exc), 2)
+    except ImportError as exc:  # a SOCKS proxy without python-socks
+        return _fail(str(exc))
     except ssl.SSLError as exc:
         return _fail(f"TLS handshake with {args.uri} failed: {exc.reason or exc}")
     except InvalidHandshake as exc:
         return _fail(f"{args.uri}: {exc}")
-    except ConnectionRefusedError:
+    except ConnectionRefusedError as exc:
+        if "proxy" in str(exc.strerror):  # the proxy refused: its message names it
+            return _fail(f"cannot connect to {args.uri}: {exc.strerror}")
         return _fail(f"connection to {args.uri} refused")
     except asyncio.TimeoutError:
         return _fail(f"connection to {args.uri} timed out")
@@ -466,6 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("uri", help="ws:// or wss:// URI")
     p.add_argument("--cafile", help="trust this CA bundle (PEM) for wss://")
     p.add_argument("--insecure", action="store_true", help="do not verify the server certificate")
+    proxy = p.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy: http://, https://, socks5h://... with user:password@ if needed"
+        " (default: from the environment, https_proxy and the like)",
+    )
+    proxy.add_argument("--no-proxy", action="store_true", help="connect directly, whatever the environment says")
     p.add_argument(
         "--linger",
         type=float,

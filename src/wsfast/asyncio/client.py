@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl as ssl_module
-from typing import Any, Generator, Optional, Sequence
+from typing import Any, Generator, Optional, Sequence, Union
 
 from .. import __version__
 from ..auth import basic_auth_header
 from ..exceptions import InvalidURI
 from ..options import Options
 from ..protocol import ClientConnection
+from ..proxy import ProxySetting, select_proxy
 from ..uri import parse_uri
 from .connection import WebSocket
 from .listener import Listener
+from .proxy import open_tunnel
 from .server import _split
 from .sockets import connect_socket, usable, wrap
 from .transport import WebSocketTransport
@@ -46,6 +48,8 @@ async def create_connection(
     sock: Optional[socket.socket] = None,
     origin: Optional[str] = None,
     user_agent: Optional[str] = USER_AGENT,
+    proxy: ProxySetting = True,
+    proxy_ssl: Optional[ssl_module.SSLContext] = None,
     **kwargs: Any,
 ) -> WebSocketTransport:
     """Open a callback-level client connection; return its transport once
@@ -53,10 +57,19 @@ async def create_connection(
 
     ``ssl`` defaults to a verifying context for ``wss://``; ``path`` connects
     to a Unix socket (the URI still gives the Host header and target).
+    ``proxy``: by default the environment's (:func:`wsfast.proxy.get_proxy`:
+    ``no_proxy``, ``wss_proxy``/``ws_proxy``, SOCKS, ``https_proxy``,
+    ``http_proxy``), ``None`` for none, or a proxy URL (``http://``,
+    ``https://``, ``socks4://``, ``socks4a://``, ``socks5://``,
+    ``socks5h://``; credentials as ``user:password@``); never with ``path``
+    or ``sock``. ``proxy_ssl`` is the TLS context for an ``https://`` proxy
+    (default: a verifying one). ``open_timeout`` covers the proxy too.
     Other keyword arguments are :class:`~wsfast.options.Options`
     fields, or go to :meth:`asyncio.loop.create_connection`. Raises
-    :class:`~wsfast.exceptions.InvalidHandshake` (with the server's response)
-    or :class:`~wsfast.exceptions.InvalidURI`, or ``OSError`` and
+    :class:`~wsfast.exceptions.InvalidHandshake` (with the server's response;
+    :class:`~wsfast.exceptions.ProxyError` when a proxy refuses),
+    :class:`~wsfast.exceptions.InvalidURI` or
+    :class:`~wsfast.exceptions.InvalidProxy`, or ``OSError`` and
     ``asyncio.TimeoutError`` for the network.
     """
     wsuri = parse_uri(uri)
@@ -78,24 +91,43 @@ async def create_connection(
     )
     ws = WebSocketTransport(conn, options, listener=listener)
     loop = asyncio.get_running_loop()
+    through = None if path is not None or sock is not None else select_proxy(wsuri, proxy)
+    if through is not None:
+        loop_kwargs.pop("family", None)  # the proxy resolves the server's name
     # wsfast's socket transport where it applies and no option asks for the
     # loop's own connection logic (local_addr, happy eyeballs...).
     own_transport = usable(loop, ssl, options.own_transport) and set(loop_kwargs) <= {"family"}
     transports: list[Any] = []
+    tunnels: list[Union[socket.socket, asyncio.Transport]] = []
 
     async def open_and_handshake() -> None:
         if ssl is not None:
             loop_kwargs["server_hostname"] = server_hostname or wsuri.host
+        connected_sock = sock
+        if through is not None:
+            tunnel = await open_tunnel(loop, through, wsuri, proxy_ssl=proxy_ssl, user_agent=user_agent)
+            tunnels.append(tunnel)
+            if isinstance(tunnel, asyncio.Transport):  # TLS to an https:// proxy
+                if ssl is None:
+                    tunnel.set_protocol(ws)
+                    ws.connection_made(tunnel)
+                else:
+                    inner = await loop.start_tls(tunnel, ws, ssl, **loop_kwargs)
+                    assert inner is not None
+                    ws.connection_made(inner)
+                await ws.wait_opened()
+                return
+            connected_sock = tunnel
         if own_transport:
-            if sock is None:
+            if connected_sock is None:
                 connected = await connect_socket(loop, wsuri.host, wsuri.port, path=path, **loop_kwargs)
             else:
-                connected = sock
+                connected = connected_sock
             transports.append(wrap(loop, connected, ws))
         elif path is not None:
             await loop.create_unix_connection(lambda: ws, path, sock=sock, ssl=ssl, **loop_kwargs)
-        elif sock is not None:
-            await loop.create_connection(lambda: ws, sock=sock, ssl=ssl, **loop_kwargs)
+        elif connected_sock is not None:
+            await loop.create_connection(lambda: ws, sock=connected_sock, ssl=ssl, **loop_kwargs)
         else:
             await loop.create_connection(lambda: ws, wsuri.host, wsuri.port, ssl=ssl, **loop_kwargs)
         await ws.wait_opened()
@@ -109,6 +141,11 @@ async def create_connection(
         ws.abort()
         for transport in transports:  # before connection_made: ws has no transport
             transport.abort()
+        for tunnel in tunnels:
+            if isinstance(tunnel, socket.socket):
+                tunnel.close()  # a no-op once a transport closed it
+            else:
+                tunnel.abort()
         raise
     return ws
 

@@ -5,16 +5,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl as ssl_module
-from typing import Any, Generator, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Generator, Optional, Sequence, Union
 
 from .. import __version__
 from ..auth import basic_auth_header
-from ..exceptions import InvalidURI
+from ..exceptions import InvalidHandshake, InvalidURI
+from ..http11 import Response
 from ..options import Options
 from ..protocol import ClientConnection
 from ..proxy import ProxySetting, select_proxy
+from ..redirects import MAX_REDIRECTS, InvalidRedirect, Redirects, is_redirect
+from ..retry import BACKOFF_FACTOR, BACKOFF_INITIAL_DELAY, BACKOFF_MAX_DELAY, Backoff, is_retryable, retry_after
 from ..uri import parse_uri
 from .connection import WebSocket
 from .listener import Listener
@@ -26,6 +30,8 @@ from .transport import WebSocketTransport
 __all__ = ["connect", "create_connection"]
 
 USER_AGENT = f"wsfast/{__version__}"
+
+logger = logging.getLogger("wsfast.client")
 
 _default_ssl_context: Optional[ssl_module.SSLContext] = None
 
@@ -151,22 +157,57 @@ async def create_connection(
 
 
 class _Connecting:
-    """What :func:`connect` returns: await it, or use it as an async context
-    manager (which closes the connection on exit)."""
+    """What :func:`connect` returns: await it, use it as an async context
+    manager (which closes the connection on exit), or iterate over it
+    (``async for``) to reconnect whenever the connection ends."""
 
-    def __init__(self, uri: str, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        uri: str,
+        kwargs: dict[str, Any],
+        *,
+        max_redirects: int,
+        backoff: Backoff,
+        should_retry: Callable[[Exception], bool],
+    ) -> None:
         self._uri = uri
         self._kwargs = kwargs
+        self._max_redirects = max_redirects
+        self._backoff = backoff
+        self._should_retry = should_retry
         self._websocket: Optional[WebSocket] = None
 
     async def _connect(self) -> WebSocket:
-        max_queue = self._kwargs.get("max_queue", Options.max_queue)
-        if self._kwargs.get("stream_messages"):
+        """One connection attempt, following redirects."""
+        kwargs = self._kwargs
+        if kwargs.get("stream_messages"):
             raise ValueError("stream_messages is for the callback API (create_connection)")
-        websocket = WebSocket(max_queue)
-        await create_connection(websocket, self._uri, **self._kwargs)
-        self._websocket = websocket
-        return websocket
+        max_queue = kwargs.get("max_queue", Options.max_queue)
+        redirects = Redirects(parse_uri(self._uri), kwargs.get("extra_headers", ()), self._max_redirects)
+        while True:
+            websocket = WebSocket(max_queue)
+            try:
+                await create_connection(websocket, str(redirects.uri), **{**kwargs, "extra_headers": redirects.headers})
+            except InvalidHandshake as exc:
+                response = exc.response
+                if not is_redirect(response):
+                    raise
+                assert isinstance(response, Response)
+                self._follow(redirects, response)
+                continue
+            self._websocket = websocket
+            return websocket
+
+    def _follow(self, redirects: Redirects, response: Response) -> None:
+        if self._kwargs.get("sock") is not None:
+            raise InvalidRedirect("cannot follow a redirect with sock=", redirects.chain, response)
+        old = redirects.uri
+        new = redirects.follow(response)
+        if new.origin != old.origin and (self._kwargs.get("path") or self._kwargs.get("server_hostname")):
+            raise InvalidRedirect(
+                "cannot follow a redirect to another origin with path= or server_hostname=", redirects.chain, response
+            )
+        logger.info("HTTP %d: redirected from %s to %s", response.status, old, new)
 
     def __await__(self) -> Generator[Any, None, WebSocket]:
         return self._connect().__await__()
@@ -178,14 +219,82 @@ class _Connecting:
         if self._websocket is not None:
             await self._websocket.close()
 
+    async def __aiter__(self) -> AsyncIterator[WebSocket]:
+        """Connect, yield the connection, close it when the loop body is done
+        with it (it comes back to the loop, or leaves it), and reconnect."""
+        if self._kwargs.get("sock") is not None:
+            raise ValueError("async for reconnects, opening connections of its own: sock= cannot be used with it")
+        uri = parse_uri(self._uri)
+        backoff = self._backoff
+        backoff.opened()
+        while True:
+            try:
+                websocket = await self._connect()
+            except Exception as exc:
+                if not self._should_retry(exc):
+                    raise
+                delay = backoff.failed(retry_after(exc))
+                if delay is None:
+                    logger.error("%s: giving up after %d failed attempts: %s", uri, backoff.failures, _describe(exc))
+                    raise
+                logger.warning(
+                    "%s: attempt %d failed (%s); retrying in %.3f s", uri, backoff.failures, _describe(exc), delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            backoff.opened()
+            try:
+                yield websocket
+            finally:
+                await websocket.close()
+            delay = backoff.reopen_delay()
+            logger.info("%s: connection closed (code %s); reconnecting in %.3f s", uri, websocket.close_code, delay)
+            await asyncio.sleep(delay)
 
-def connect(uri: str, *, subprotocols: Sequence[str] = (), **kwargs: Any) -> _Connecting:
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def connect(
+    uri: str,
+    *,
+    subprotocols: Sequence[str] = (),
+    max_redirects: int = MAX_REDIRECTS,
+    backoff_initial_delay: float = BACKOFF_INITIAL_DELAY,
+    backoff_factor: float = BACKOFF_FACTOR,
+    backoff_max_delay: float = BACKOFF_MAX_DELAY,
+    max_attempts: Optional[int] = None,
+    should_retry: Callable[[Exception], bool] = is_retryable,
+    **kwargs: Any,
+) -> _Connecting:
     """Connect to a WebSocket server; the awaitable API.
 
     ``async with wsfast.connect("ws://127.0.0.1:8765") as ws: ...`` or
     ``ws = await wsfast.connect(...)``. Keyword arguments are those of
     :func:`create_connection` (``ssl``, ``origin``, ``extra_headers``,
-    ``open_timeout``, ``max_message_size``...).
+    ``open_timeout``, ``max_message_size``...), and:
+
+    ``max_redirects``: redirects (301, 302, 303, 307, 308 with a
+    ``Location``) followed at most, per attempt (see :mod:`wsfast.redirects`:
+    credentials are dropped when the origin changes, ``wss://`` is never
+    downgraded; :class:`~wsfast.redirects.InvalidRedirect` otherwise).
+
+    ``async for ws in wsfast.connect(uri):`` reconnects: each connection is
+    closed when the loop body comes back to the loop or leaves it, then a
+    new one is opened. Failed attempts that ``should_retry(exc)`` accepts
+    (:func:`wsfast.retry.is_retryable`: network errors, timeouts, 5xx and
+    429 responses, the connection lost during the handshake) are retried
+    after a delay drawn from ``[0, ceiling]``, the ceiling starting at
+    ``backoff_initial_delay`` seconds and growing by ``backoff_factor`` after
+    each consecutive failure up to ``backoff_max_delay`` (at least the
+    server's ``Retry-After``); after ``max_attempts`` consecutive failures
+    (``None``: never) or an error not worth retrying, the loop raises it.
+    A connection that opened starts the backoff over; the reconnection after
+    it waits a delay drawn from ``[0, backoff_initial_delay]``. Each retry is
+    logged on the ``wsfast.client`` logger with its reason and delay.
     """
     kwargs["subprotocols"] = subprotocols
-    return _Connecting(uri, kwargs)
+    backoff = Backoff(backoff_initial_delay, backoff_factor, backoff_max_delay, max_attempts)
+    return _Connecting(uri, kwargs, max_redirects=max_redirects, backoff=backoff, should_retry=should_retry)

@@ -239,10 +239,18 @@ def socks_arguments(proxy: Proxy) -> dict[str, Any]:
 
 
 def proxy_unreachable(proxy: Proxy, exc: OSError) -> OSError:
-    """``exc`` (same class and errno) with a message naming the proxy."""
+    """``exc`` (same class and errno) with a message naming the proxy;
+    python-socks' own error is replaced by the one it wraps."""
+    if isinstance(exc.__cause__, OSError) and type(exc).__module__.startswith("python_socks"):
+        exc = exc.__cause__
     error = type(exc)(exc.errno, f"could not connect to the proxy {proxy}: {exc.strerror or exc}")
     error.__cause__ = exc
     return error
+
+
+def socks_refused(proxy: Proxy, uri: WebSocketURI, exc: Exception) -> ProxyError:
+    """The :class:`ProxyError` for python-socks' ``ProxyError``."""
+    return ProxyError(str(proxy), f"SOCKS request for {_authority(uri)} failed: {exc}")
 
 
 # ---------------------------------------------------------------- blocking I/O
@@ -420,13 +428,16 @@ def connect_via_proxy(
     sock: Stream
     if proxy.is_socks:
         arguments = socks_arguments(proxy)
+        from python_socks import ProxyConnectionError
         from python_socks import ProxyError as SocksError
         from python_socks.sync import Proxy as SocksProxy
 
         try:
             sock = SocksProxy(**arguments).connect(uri.host, uri.port, timeout=remaining())
+        except ProxyConnectionError as exc:
+            raise proxy_unreachable(proxy, exc) from exc
         except SocksError as exc:
-            raise ProxyError(str(proxy), f"refused to connect to {_authority(uri)}: {exc}") from exc
+            raise socks_refused(proxy, uri, exc) from exc
     else:
         try:
             sock = socket.create_connection((proxy.host, proxy.port), remaining())

@@ -98,9 +98,14 @@ def test_socks_bad_credentials(echo_servers: EchoServers, microsocks_auth: Proxy
     pytest.importorskip("python_socks")
 
     async def main() -> None:
-        with pytest.raises(ProxyError, match=rf"proxy socks5h://alice@127.0.0.1:{microsocks_auth.port}: refused"):
-            await connect(echo_servers.uri(False), proxy=microsocks_auth.url("socks5h", "alice:wrong"), open_timeout=5)
-        with pytest.raises(ProxyError, match="refused"):
+        prefix = rf"proxy socks5h://alice@127.0.0.1:{microsocks_auth.port}: SOCKS request for localhost:\d+ failed"
+        with pytest.raises(ProxyError, match=rf"{prefix}: Username and password authentication failure"):
+            await connect(
+                echo_servers.uri(False, "localhost"),
+                proxy=microsocks_auth.url("socks5h", "alice:wrong"),
+                open_timeout=5,
+            )
+        with pytest.raises(ProxyError, match="No acceptable authentication methods"):
             await connect(echo_servers.uri(False), proxy=microsocks_auth.url("socks5h"), open_timeout=5)
 
     run(main())
@@ -122,10 +127,10 @@ def test_unreachable_proxy(echo_servers: EchoServers, scheme: str) -> None:
     port = free_port()  # nothing listens there
 
     async def main() -> None:
-        with pytest.raises(OSError, match=f"127.0.0.1:{port}") as info:
+        with pytest.raises(
+            ConnectionRefusedError, match=f"could not connect to the proxy {scheme}://127.0.0.1:{port}: "
+        ):
             await connect(echo_servers.uri(False), proxy=f"{scheme}://127.0.0.1:{port}", open_timeout=5)
-        assert not isinstance(info.value, ProxyError)
-        assert "proxy" in str(info.value)
 
     run(main())
 

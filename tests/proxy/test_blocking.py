@@ -73,7 +73,7 @@ def test_bad_credentials(echo_servers: EchoServers, tinyproxy_auth: ProxyServer,
     with pytest.raises(ProxyError, match="refused the credentials") as info:
         connect_via_proxy(parse_proxy(tinyproxy_auth.url("http", "alice:nope")), uri, timeout=5)
     assert info.value.status in (401, 407) and "nope" not in str(info.value)
-    with pytest.raises(ProxyError, match="refused"):
+    with pytest.raises(ProxyError, match="SOCKS request for 127.0.0.1:.* failed: Username and password"):
         connect_via_proxy(parse_proxy(microsocks_auth.url("socks5", "alice:nope")), uri, timeout=5)
 
 
@@ -88,9 +88,8 @@ def test_unreachable(scheme: str) -> None:
     if scheme.startswith("socks"):
         pytest.importorskip("python_socks")
     port = free_port()
-    with pytest.raises(OSError, match=f"proxy.*127.0.0.1:{port}") as info:
+    with pytest.raises(ConnectionRefusedError, match=f"could not connect to the proxy {scheme}://127.0.0.1:{port}: "):
         connect_via_proxy(parse_proxy(f"{scheme}://127.0.0.1:{port}"), parse_uri("ws://127.0.0.1:1/"), timeout=5)
-    assert not isinstance(info.value, ProxyError)
 
 
 @pytest.mark.parametrize("scheme", ["http", "socks5"])

@@ -14,8 +14,7 @@ import socket
 import ssl as ssl_module
 from typing import Optional, Union
 
-from ..exceptions import ProxyError
-from ..proxy import ConnectHandshake, Proxy, proxy_unreachable, socks_arguments
+from ..proxy import ConnectHandshake, Proxy, proxy_unreachable, socks_arguments, socks_refused
 from ..uri import WebSocketURI
 from .sockets import connect_socket
 
@@ -74,14 +73,17 @@ async def open_tunnel(
     """
     if proxy.is_socks:
         arguments = socks_arguments(proxy)
+        from python_socks import ProxyConnectionError
         from python_socks import ProxyError as SocksError
         from python_socks.async_.asyncio import Proxy as SocksProxy
 
         try:
             # The caller's open_timeout bounds this (python-socks': 60 s).
             return await SocksProxy(**arguments, loop=loop).connect(uri.host, uri.port)
+        except ProxyConnectionError as exc:
+            raise proxy_unreachable(proxy, exc) from exc
         except SocksError as exc:
-            raise ProxyError(str(proxy), f"refused to connect to {uri.host}:{uri.port}: {exc}") from exc
+            raise socks_refused(proxy, uri, exc) from exc
 
     handshake = ConnectHandshake(proxy, uri, user_agent)
     sock = await _connect_socket(loop, proxy)

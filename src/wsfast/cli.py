@@ -29,6 +29,7 @@ from .exceptions import ConnectionClosed, InvalidHandshake, InvalidProxy, Invali
 from .http11 import Headers, Request, Response, header_tokens
 from .hub import Hub, HubError
 from .proxy import ProxySetting
+from .retry import BACKOFF_FACTOR, BACKOFF_INITIAL_DELAY, BACKOFF_MAX_DELAY, Backoff
 
 __all__ = ["main", "CHAT_PAGE", "DemoApp"]
 
@@ -287,26 +288,65 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- connect
 
+_BACKOFF_DEFAULTS: dict[str, Any] = {
+    "backoff_initial": BACKOFF_INITIAL_DELAY,
+    "backoff_factor": BACKOFF_FACTOR,
+    "backoff_max": BACKOFF_MAX_DELAY,
+    "max_attempts": None,
+}
 
-async def _connect(uri: str, context: Optional[ssl.SSLContext], linger: float, proxy: ProxySetting = True) -> int:
+
+async def _connect(
+    uri: str,
+    context: Optional[ssl.SSLContext],
+    linger: float,
+    proxy: ProxySetting = True,
+    reconnect: Optional[dict[str, Any]] = None,
+) -> int:
+    """The interactive client. With ``reconnect`` (``connect``'s backoff
+    settings), a lost connection is replaced (lines typed meanwhile wait) until
+    the input ends."""
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[Optional[str]] = asyncio.Queue()
-    last_message = [loop.time()]
 
     def read_stdin() -> None:  # a daemon thread: stdin may be a tty, a pipe or a file
         for line in sys.stdin:
             loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
         loop.call_soon_threadsafe(lines.put_nowait, None)
 
-    ws = await connect(uri, ssl=context, proxy=proxy)
-    print(
-        f"Connected to {uri}"
-        + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else "")
-        + ". Type a line to send it; Ctrl-D closes.",
-        file=sys.stderr,
-        flush=True,
-    )
-    threading.Thread(target=read_stdin, daemon=True).start()
+    reading: list[threading.Thread] = []
+
+    def connected(ws: WebSocket) -> None:
+        print(
+            f"Connected to {uri}"
+            + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else "")
+            + ". Type a line to send it; Ctrl-D closes.",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not reading:
+            reading.append(threading.Thread(target=read_stdin, daemon=True))
+            reading[0].start()
+
+    if reconnect is None:
+        ws = await connect(uri, ssl=context, proxy=proxy)
+        connected(ws)
+        await _session(ws, lines, linger)
+        return 0
+    async for ws in connect(uri, ssl=context, proxy=proxy, **reconnect):
+        connected(ws)
+        if await _session(ws, lines, linger):
+            break
+        print("Reconnecting...", file=sys.stderr, flush=True)
+    return 0
+
+
+async def _session(ws: WebSocket, lines: asyncio.Queue[Optional[str]], linger: float) -> bool:
+    """Send the lines typed, print the messages received; return ``True``
+    when the input ended, ``False`` when the connection did."""
+    loop = asyncio.get_running_loop()
+    last_message = [loop.time()]
+    input_ended = False
 
     async def printer() -> None:
         async for message in ws:
@@ -326,13 +366,14 @@ async def _connect(uri: str, context: Optional[ssl.SSLContext], linger: float, p
                 break
             line = getter.result()
             if line is None:
+                input_ended = True
                 break
             await ws.send(line)
         # End of input: replies to the last lines may still be on their way.
         # Wait until the server has been quiet for `linger` seconds (at most
         # 10 linger periods), then close.
         deadline = loop.time() + 10 * linger
-        while not receiving.done() and loop.time() < deadline:
+        while input_ended and not receiving.done() and loop.time() < deadline:
             quiet_until = last_message[0] + linger
             if loop.time() >= quiet_until:
                 break
@@ -345,7 +386,7 @@ async def _connect(uri: str, context: Optional[ssl.SSLContext], linger: float, p
     elif receiving.exception() is not None and not isinstance(receiving.exception(), ConnectionClosed):
         raise receiving.exception()  # type: ignore[misc]
     print(f"Connection closed: {ws.close_code} {ws.close_reason or ''}".rstrip(), file=sys.stderr, flush=True)
-    return 0
+    return input_ended
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -356,8 +397,22 @@ def cmd_connect(args: argparse.Namespace) -> int:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
     proxy: ProxySetting = None if args.no_proxy else (args.proxy or True)
+    reconnect = None
+    if args.reconnect:
+        reconnect = {
+            "backoff_initial_delay": args.backoff_initial,
+            "backoff_factor": args.backoff_factor,
+            "backoff_max_delay": args.backoff_max,
+            "max_attempts": args.max_attempts,
+        }
+        try:
+            Backoff(args.backoff_initial, args.backoff_factor, args.backoff_max, args.max_attempts)
+        except ValueError as exc:
+            return _fail(f"--reconnect: {exc}", 2)
+    elif any(getattr(args, name) != default for name, default in _BACKOFF_DEFAULTS.items()):
+        return _fail("--backoff-initial, --backoff-factor, --backoff-max and --max-attempts need --reconnect", 2)
     try:
-        return asyncio.run(_connect(args.uri, context, args.linger, proxy))
+        return asyncio.run(_connect(args.uri, context, args.linger, proxy, reconnect))
     except (InvalidURI, InvalidProxy) as exc:
         return _fail(str(exc), 2)
     except ImportError as exc:  # a SOCKS proxy without python-socks
@@ -485,6 +540,38 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         help="after the end of input, wait until the server is quiet this long before closing (default 0.5 s)",
+    )
+    p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="reconnect when the connection is lost, and retry failed attempts worth retrying (refused, reset,"
+        " timeouts, 5xx), after random delays growing exponentially (logged); until the input ends",
+    )
+    p.add_argument(
+        "--backoff-initial",
+        type=float,
+        default=BACKOFF_INITIAL_DELAY,
+        metavar="SECONDS",
+        help=f"with --reconnect: the first delay is at most this long (default {BACKOFF_INITIAL_DELAY:g})",
+    )
+    p.add_argument(
+        "--backoff-factor",
+        type=float,
+        default=BACKOFF_FACTOR,
+        help=f"with --reconnect: the bound grows by this factor after each failure (default {BACKOFF_FACTOR:g})",
+    )
+    p.add_argument(
+        "--backoff-max",
+        type=float,
+        default=BACKOFF_MAX_DELAY,
+        metavar="SECONDS",
+        help=f"with --reconnect: the largest bound on a delay (default {BACKOFF_MAX_DELAY:g})",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        metavar="N",
+        help="with --reconnect: give up after N consecutive failed attempts (default: never)",
     )
     p.set_defaults(func=cmd_connect)
 

@@ -253,7 +253,7 @@ def test_timeouts_are_retried_up_to_max_attempts(caplog: pytest.LogCaptureFixtur
     assert all("TimeoutError" in reason for _, reason, _ in logged)
     assert all(0 <= delay <= ceiling(attempt) for attempt, _, delay in logged)
     (gave_up,) = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert "giving up after 3 failed attempts" in gave_up.getMessage()
+    assert "attempt 3 failed (TimeoutError); giving up (max_attempts=3)" in gave_up.getMessage()
 
 
 def test_max_attempts_on_refused_connections(caplog: pytest.LogCaptureFixture) -> None:

@@ -235,7 +235,13 @@ class _Connecting:
                     raise
                 delay = backoff.failed(retry_after(exc))
                 if delay is None:
-                    logger.error("%s: giving up after %d failed attempts: %s", uri, backoff.failures, _describe(exc))
+                    logger.error(
+                        "%s: attempt %d failed (%s); giving up (max_attempts=%d)",
+                        uri,
+                        backoff.failures,
+                        _describe(exc),
+                        backoff.max_attempts,
+                    )
                     raise
                 logger.warning(
                     "%s: attempt %d failed (%s); retrying in %.3f s", uri, backoff.failures, _describe(exc), delay

@@ -245,3 +245,8 @@ def test_redirect_to_another_origin_with_server_hostname_is_refused(
         redirector.close()
 
     run(main())
+
+
+def test_negative_max_redirects_fails_at_once() -> None:
+    with pytest.raises(ValueError, match="max_redirects must be 0 or more"):
+        connect("ws://127.0.0.1:1/", max_redirects=-1)

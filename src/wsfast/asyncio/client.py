@@ -285,11 +285,21 @@ def connect(
     ``max_redirects``: redirects (301, 302, 303, 307, 308 with a
     ``Location``) followed at most, per attempt (see :mod:`wsfast.redirects`:
     credentials are dropped when the origin changes, ``wss://`` is never
-    downgraded; :class:`~wsfast.redirects.InvalidRedirect` otherwise).
+    downgraded; :class:`~wsfast.redirects.InvalidRedirect` otherwise);
+    ``open_timeout`` bounds each request of the chain.
 
     ``async for ws in wsfast.connect(uri):`` reconnects: each connection is
-    closed when the loop body comes back to the loop or leaves it, then a
-    new one is opened. Failed attempts that ``should_retry(exc)`` accepts
+    closed when the loop body comes back to the loop or leaves it (``break``,
+    ``return``, an exception), then a new one is opened::
+
+        async for ws in wsfast.connect(uri):
+            try:
+                async for message in ws:  # ends quietly on a normal close
+                    ...
+            except wsfast.ConnectionClosed:
+                continue  # lost: go on with a new connection
+
+    Failed attempts that ``should_retry(exc)`` accepts
     (:func:`wsfast.retry.is_retryable`: network errors, timeouts, 5xx and
     429 responses, the connection lost during the handshake) are retried
     after a delay drawn from ``[0, ceiling]``, the ceiling starting at
@@ -301,6 +311,8 @@ def connect(
     it waits a delay drawn from ``[0, backoff_initial_delay]``. Each retry is
     logged on the ``wsfast.client`` logger with its reason and delay.
     """
+    if max_redirects < 0:
+        raise ValueError(f"max_redirects must be 0 or more, not {max_redirects!r}")
     kwargs["subprotocols"] = subprotocols
     backoff = Backoff(backoff_initial_delay, backoff_factor, backoff_max_delay, max_attempts)
     return _Connecting(uri, kwargs, max_redirects=max_redirects, backoff=backoff, should_retry=should_retry)

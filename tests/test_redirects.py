@@ -46,6 +46,7 @@ def test_is_not_redirect(response: Response) -> None:
         ("wss://a.example/", "https://b.example:8443/s", "wss://b.example:8443/s"),
         ("wss://a.example/", "/same#fragment", "wss://a.example/same"),
         ("ws://a.example/", "  /spaces  ", "ws://a.example/spaces"),
+        ("ws://a.example/", "/a b/é?q=x y&r=%41", "ws://a.example/a%20b/%C3%A9?q=x%20y&r=%41"),
     ],
 )
 def test_location_resolved(start: str, location: str, target: str) -> None:

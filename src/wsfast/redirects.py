@@ -14,7 +14,7 @@ drops the credentials (``Authorization``, ``Cookie``,
 from __future__ import annotations
 
 from typing import Optional, Sequence
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import quote, urldefrag, urljoin, urlsplit
 
 from .auth import with_uri_credentials
 from .exceptions import InvalidHandshake, InvalidURI
@@ -33,6 +33,8 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"
 """Headers (lower-case) that do not follow a redirect to another origin."""
 
 _SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+
+_SAFE = "!$%&'()*+,/:;=?@[]~"
 
 
 class InvalidRedirect(InvalidHandshake):
@@ -100,7 +102,10 @@ class Redirects:
                     self.chain,
                     response,
                 )
-            new = parse_uri(parts._replace(scheme=scheme).geturl())
+            # Characters that cannot go in a request target (spaces, non-ASCII)
+            # are percent-encoded, as browsers do; escapes already there stay.
+            path, query = quote(parts.path, safe=_SAFE), quote(parts.query, safe=_SAFE)
+            new = parse_uri(parts._replace(scheme=scheme, path=path, query=query).geturl())
         except (InvalidURI, ValueError) as exc:
             raise InvalidRedirect(f"HTTP {response.status} to an invalid URI: {exc}", self.chain, response) from None
         chain = [*self.chain, str(new)]

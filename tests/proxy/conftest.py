@@ -4,7 +4,7 @@ started once per session, and WebSocket echo servers (``ws://`` and
 clients alike can reach them.
 
 The echo servers answer ``"peer"`` with the port they see the client
-connect from: through a proxy it is the proxy's, not the client's own.
+connect from.
 """
 
 from __future__ import annotations

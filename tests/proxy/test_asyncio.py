@@ -32,19 +32,17 @@ PROXIES = [
 ]
 
 
-async def through(uri: str, client_ssl: ssl.SSLContext, **kwargs: Any) -> tuple[bool, Any]:
-    """Connect, echo a message, and tell whether the server saw another
-    peer than the client's own socket (a proxy in between)."""
+async def through(uri: str, client_ssl: ssl.SSLContext, **kwargs: Any) -> tuple[int, Any]:
+    """Connect, echo a message; the port the client's socket is connected
+    to (the proxy's or the server's), and the client's transport."""
     if uri.startswith("wss:"):
         kwargs.setdefault("ssl", client_ssl)
     async with connect(uri, open_timeout=5, **kwargs) as ws:
         await ws.send("hello")
         assert await ws.recv() == "hello"
-        await ws.send("peer")
-        peer_port = int(await ws.recv())
         transport = ws.transport.transport
         assert transport is not None
-        return peer_port != transport.get_extra_info("sockname")[1], transport
+        return transport.get_extra_info("peername")[1], transport
 
 
 @pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
@@ -63,18 +61,17 @@ def test_through_proxy(
     proxy: ProxyServer = request.getfixturevalue(fixture)
     # socks5h and socks4a pass the name to the proxy, which resolves it.
     host = "localhost" if scheme == "socks5h" else "127.0.0.1"
-    proxied, transport = run(
+    port, transport = run(
         through(echo_servers.uri(secure, host), client_ssl, proxy=proxy.url(scheme, credentials), proxy_ssl=client_ssl)
     )
-    assert proxied
+    assert port == proxy.port
     if not secure and wsfast.HAS_SPEEDUPS and scheme != "https":
         # The tunnel's socket runs on wsfast's own transport.
         assert type(transport).__name__ == "SocketTransport"
 
 
 def test_direct_without_proxy(echo_servers: EchoServers, client_ssl: ssl.SSLContext) -> None:
-    proxied, _ = run(through(echo_servers.uri(False), client_ssl))
-    assert not proxied
+    assert run(through(echo_servers.uri(False), client_ssl))[0] == echo_servers.ws_port
 
 
 @pytest.mark.parametrize("credentials", [None, "alice:wrong"])
@@ -160,14 +157,14 @@ def test_proxy_from_environment(
     monkeypatch: pytest.MonkeyPatch, echo_servers: EchoServers, client_ssl: ssl.SSLContext, tinyproxy: ProxyServer
 ) -> None:
     monkeypatch.setenv("https_proxy", tinyproxy.url("http"))
-    assert run(through(echo_servers.uri(True), client_ssl))[0]
-    assert not run(through(echo_servers.uri(True), client_ssl, proxy=None))[0]
+    assert run(through(echo_servers.uri(True), client_ssl))[0] == tinyproxy.port
+    assert run(through(echo_servers.uri(True), client_ssl, proxy=None))[0] == echo_servers.wss_port
     monkeypatch.setenv("ws_proxy", f"http://127.0.0.1:{free_port()}")  # ws_proxy comes first: it is unreachable
     with pytest.raises(OSError, match="could not connect to the proxy"):
         run(through(echo_servers.uri(False), client_ssl))
     monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
-    assert not run(through(echo_servers.uri(False), client_ssl))[0]
-    assert not run(through(echo_servers.uri(True), client_ssl))[0]
+    assert run(through(echo_servers.uri(False), client_ssl))[0] == echo_servers.ws_port
+    assert run(through(echo_servers.uri(True), client_ssl))[0] == echo_servers.wss_port
 
 
 def test_socks_without_python_socks(monkeypatch: pytest.MonkeyPatch, echo_servers: EchoServers) -> None:
@@ -193,3 +190,24 @@ def test_no_proxy_with_sock_or_path(
             assert int(await ws.recv()) == sock.getsockname()[1]
 
     run(main())
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+@pytest.mark.parametrize(
+    "fixture, scheme", [("tinyproxy_auth", "http"), ("https_proxy", "https"), ("microsocks_auth", "socks5h")]
+)
+def test_through_proxy_on_uvloop(
+    request: pytest.FixtureRequest,
+    echo_servers: EchoServers,
+    client_ssl: ssl.SSLContext,
+    fixture: str,
+    scheme: str,
+    secure: bool,
+) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    if scheme.startswith("socks"):
+        pytest.importorskip("python_socks")
+    proxy: ProxyServer = request.getfixturevalue(fixture)
+    url = proxy.url(scheme, CREDENTIALS)
+    coro = through(echo_servers.uri(secure), client_ssl, proxy=url, proxy_ssl=client_ssl)
+    assert run(coro, loop_factory=uvloop.new_event_loop)[0] == proxy.port

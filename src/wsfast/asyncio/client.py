@@ -113,7 +113,7 @@ async def create_connection(
         if through is not None:
             tunnel = await open_tunnel(loop, through, wsuri, proxy_ssl=proxy_ssl, user_agent=user_agent)
             tunnels.append(tunnel)
-            if isinstance(tunnel, asyncio.Transport):  # TLS to an https:// proxy
+            if not isinstance(tunnel, socket.socket):  # a TLS transport to an https:// proxy
                 if ssl is None:
                     tunnel.set_protocol(ws)
                     ws.connection_made(tunnel)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl as ssl_module
-from typing import Optional, Union
+from typing import Optional, Union, cast
 
 from ..proxy import ConnectHandshake, Proxy, proxy_unreachable, socks_arguments, socks_refused
 from ..uri import WebSocketURI
@@ -29,8 +29,8 @@ class _Connect(asyncio.Protocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(self.handshake.request)
+        # uvloop's transports do not derive from asyncio's classes.
+        cast(asyncio.Transport, transport).write(self.handshake.request)
 
     def data_received(self, data: bytes) -> None:
         if self.opened.done():
@@ -65,7 +65,8 @@ async def open_tunnel(
 ) -> Union[socket.socket, asyncio.Transport]:
     """A tunnel to ``uri``'s server through ``proxy``: a connected
     non-blocking socket, or for an ``https://`` proxy a TLS transport to the
-    proxy whose protocol is to be replaced. The caller owns it; on failure
+    proxy whose protocol is to be replaced (not necessarily an instance of
+    :class:`asyncio.Transport`: uvloop's are not). The caller owns it; on failure
     nothing is left open.
 
     Raises :class:`~wsfast.exceptions.ProxyError` when the proxy refuses,

@@ -171,9 +171,10 @@ def basic_auth(
     """A ``process_request`` hook that requires HTTP Basic credentials.
 
     ``credentials`` is a ``(user, password)`` pair, an iterable of pairs or a
-    mapping from user to password; or ``check_credentials(user, password)``
-    decides (a plain function for any server; a coroutine function too on
-    asyncio). Requests without an ``Authorization: Basic`` header, with a
+    mapping from user to password (read once, here: for users that change,
+    use ``check_credentials``); or ``check_credentials(user, password)``
+    decides (a plain function for any server, threads included; a coroutine
+    function too on asyncio). Requests without an ``Authorization: Basic`` header, with a
     malformed one (another scheme, bad base64, no colon, not UTF-8) or with
     credentials refused get 401 with ``WWW-Authenticate: Basic
     realm="...", charset="UTF-8"``. Accepted, the user name is in

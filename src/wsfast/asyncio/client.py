@@ -225,8 +225,8 @@ class _Connecting:
         if self._kwargs.get("sock") is not None:
             raise ValueError("async for reconnects, opening connections of its own: sock= cannot be used with it")
         uri = parse_uri(self._uri)
-        backoff = self._backoff
-        backoff.opened()
+        settings = self._backoff  # each loop has a backoff of its own
+        backoff = Backoff(settings.initial_delay, settings.factor, settings.max_delay, settings.max_attempts)
         while True:
             try:
                 websocket = await self._connect()

@@ -105,3 +105,33 @@ def test_timeout(scheme: str) -> None:
                 timeout=0.3,
             )
         assert time.monotonic() - start < 3
+
+
+def test_tls_tunnel_by_hand(echo_servers: EchoServers, client_ssl: ssl.SSLContext, https_proxy: ProxyServer) -> None:
+    """TLSTunnel as a socket: a raw upgrade request out, the 101 response in
+    through recv_into, then end of stream once closed by the server."""
+    uri = parse_uri(echo_servers.uri(True))
+    proxy = parse_proxy(https_proxy.url("https", CREDENTIALS))
+    with connect_via_proxy(proxy, uri, timeout=5, ssl=client_ssl, proxy_ssl=client_ssl) as sock:
+        assert isinstance(sock, TLSTunnel) and sock.server_hostname == "127.0.0.1"
+        sock.settimeout(5)
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: " + uri.host_header.encode() + b"\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = bytearray()
+        buffer = bytearray(7)  # small reads: records are taken apart across calls
+        while b"\r\n\r\n" not in head:
+            count = sock.recv_into(buffer)
+            assert count > 0
+            head += buffer[:count]
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's example key and accept value
+        sock.sendall(b"\x88\x82\x00\x00\x00\x00\x03\xe8")  # a masked close frame, 1000
+        data = b""
+        while True:
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"\x88\x02\x03\xe8")  # the server's close frame, then the end of the stream

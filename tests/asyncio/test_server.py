@@ -78,6 +78,26 @@ def test_handler_outcomes_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert all(m.startswith("connection #") for m in messages)
 
 
+def test_handler_that_aborts_returns_quietly() -> None:
+    # The handler returns with the transport already aborted: closing it with
+    # 1000 afterwards is nothing to do, not an error of the handler's task.
+    async def handler(ws: WebSocket) -> None:
+        ws.transport.abort()
+
+    reported: list[Any] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        async with serve(handler, "127.0.0.1", 0) as server:
+            async with connect(uri(server)) as ws:
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                assert ws.close_code == 1006
+
+    run(main())
+    assert reported == []
+
+
 def test_remote_address_and_headers() -> None:
     seen: dict[str, Any] = {}
 

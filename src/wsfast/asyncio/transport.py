@@ -253,10 +253,14 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         """Start the closing handshake; the transport closes when it ends
         (or after ``close_timeout``). Before the handshake: abort. After the
         peer broke the protocol (a failure held for the application's
-        replies), the failure's close frame goes instead."""
+        replies), the failure's close frame goes instead. On a connection
+        already going away (aborted, lost), nothing to do."""
         conn = self.conn
         if conn.state is State.CONNECTING:
             self.abort()
+            return
+        transport = self._transport
+        if transport is None or transport.is_closing():
             return
         if self._held is not None:
             self._release_failure()

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from wsfast.auth import basic_auth_header
+from wsfast.exceptions import InvalidRedirect
 from wsfast.handshake import error_response
 from wsfast.http11 import Response
-from wsfast.redirects import InvalidRedirect, Redirects, is_redirect
+from wsfast.redirects import Redirects, is_redirect
 from wsfast.uri import parse_uri
 
 HEADERS = [

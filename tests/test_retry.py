@@ -10,11 +10,10 @@ from typing import Optional
 import pytest
 
 from wsfast.events import HandshakeFailed
-from wsfast.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, NegotiationError
+from wsfast.exceptions import ConnectionClosed, InvalidHandshake, InvalidRedirect, InvalidURI, NegotiationError
 from wsfast.handshake import error_response
 from wsfast.http11 import Headers, Response
 from wsfast.protocol import ClientConnection
-from wsfast.redirects import InvalidRedirect
 from wsfast.retry import RETRYABLE_STATUSES, Backoff, is_retryable, retry_after
 
 

@@ -17,9 +17,12 @@ from .exceptions import (
     ConnectionClosedOK,
     FrameError,
     InvalidHandshake,
+    InvalidProxy,
+    InvalidRedirect,
     InvalidState,
     InvalidURI,
     NegotiationError,
+    ProxyError,
     WebSocketError,
 )
 
@@ -51,7 +54,10 @@ __all__ = [
     "ConnectionClosedError",
     "InvalidHandshake",
     "NegotiationError",
+    "InvalidRedirect",
     "InvalidURI",
+    "InvalidProxy",
+    "ProxyError",
     *_ASYNCIO_NAMES,
     *_INTEGRATION_NAMES,
     *_WORKER_NAMES,

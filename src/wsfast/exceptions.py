@@ -5,6 +5,8 @@ Every exception that wsfast raises derives from :class:`WebSocketError`.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 __all__ = [
     "WebSocketError",
     "FrameError",
@@ -14,6 +16,7 @@ __all__ = [
     "ConnectionClosedError",
     "InvalidHandshake",
     "NegotiationError",
+    "InvalidRedirect",
     "InvalidURI",
     "InvalidProxy",
     "ProxyError",
@@ -107,6 +110,19 @@ class InvalidHandshake(WebSocketError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class InvalidRedirect(InvalidHandshake):
+    """A redirect that a client refuses to follow.
+
+    ``chain`` lists the URIs requested, the first one first (without their
+    credentials), then the one refused, when it could be resolved;
+    ``response`` is the redirect.
+    """
+
+    def __init__(self, message: str, chain: Sequence[str], response: "object | None" = None) -> None:
+        super().__init__(f"{message} (redirects: {' -> '.join(chain)})", response)
+        self.chain = list(chain)
 
 
 class NegotiationError(InvalidHandshake):

@@ -13,15 +13,15 @@ drops the credentials (``Authorization``, ``Cookie``,
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 from urllib.parse import quote, urldefrag, urljoin, urlsplit
 
 from .auth import with_uri_credentials
-from .exceptions import InvalidHandshake, InvalidURI
+from .exceptions import InvalidRedirect, InvalidURI
 from .http11 import Response
 from .uri import WebSocketURI, parse_uri
 
-__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "CREDENTIAL_HEADERS", "InvalidRedirect", "Redirects", "is_redirect"]
+__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "CREDENTIAL_HEADERS", "Redirects", "is_redirect"]
 
 MAX_REDIRECTS = 10
 """Default limit of redirects followed by one connection attempt."""
@@ -35,19 +35,6 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"
 _SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 
 _SAFE = "!$%&'()*+,/:;=?@[]~"
-
-
-class InvalidRedirect(InvalidHandshake):
-    """A redirect that wsfast refuses to follow.
-
-    ``chain`` lists the URIs requested, the first one first (without their
-    credentials), then the one refused, when it could be resolved;
-    ``response`` is the redirect.
-    """
-
-    def __init__(self, message: str, chain: Sequence[str], response: Optional[Response] = None) -> None:
-        super().__init__(f"{message} (redirects: {' -> '.join(chain)})", response)
-        self.chain = list(chain)
 
 
 def is_redirect(response: object) -> bool:

@@ -13,9 +13,8 @@ import pytest
 
 from wsfast.asyncio import WebSocket, WebSocketTransport, connect, serve
 from wsfast.auth import basic_auth_header
-from wsfast.exceptions import InvalidHandshake
+from wsfast.exceptions import InvalidHandshake, InvalidRedirect, ProxyError
 from wsfast.http11 import Headers, Request, Response
-from wsfast.redirects import InvalidRedirect
 
 from .helpers import port_of, run
 
@@ -250,3 +249,20 @@ def test_redirect_to_another_origin_with_server_hostname_is_refused(
 def test_negative_max_redirects_fails_at_once() -> None:
     with pytest.raises(ValueError, match="max_redirects must be 0 or more"):
         connect("ws://127.0.0.1:1/", max_redirects=-1)
+
+
+def test_a_proxy_redirect_is_not_followed() -> None:
+    # A proxy answering CONNECT with a 3xx (a captive portal) refuses the
+    # tunnel: the client reports the proxy's answer, it does not go there.
+    seen: Seen = []
+
+    async def main() -> ProxyError:
+        proxy = await plain_redirector(302, "http://portal.invalid/login", seen)
+        async with proxy:
+            with pytest.raises(ProxyError) as info:
+                await connect("ws://127.0.0.1:9/", proxy=f"http://127.0.0.1:{port_of(proxy)}", open_timeout=5)
+            return info.value
+
+    error = run(main())
+    assert error.status == 302 and not isinstance(error, InvalidRedirect)
+    assert [target for target, _ in seen] == ["127.0.0.1:9"]

@@ -12,12 +12,12 @@ from typing import Any, AsyncIterator, Callable, Generator, Optional, Sequence, 
 
 from .. import __version__
 from ..auth import basic_auth_header
-from ..exceptions import InvalidHandshake, InvalidURI
+from ..exceptions import InvalidHandshake, InvalidRedirect, InvalidURI, ProxyError
 from ..http11 import Response
 from ..options import Options
 from ..protocol import ClientConnection
 from ..proxy import ProxySetting, select_proxy
-from ..redirects import MAX_REDIRECTS, InvalidRedirect, Redirects, is_redirect
+from ..redirects import MAX_REDIRECTS, Redirects, is_redirect
 from ..retry import BACKOFF_FACTOR, BACKOFF_INITIAL_DELAY, BACKOFF_MAX_DELAY, Backoff, is_retryable, retry_after
 from ..uri import parse_uri
 from .connection import WebSocket
@@ -190,8 +190,8 @@ class _Connecting:
                 await create_connection(websocket, str(redirects.uri), **{**kwargs, "extra_headers": redirects.headers})
             except InvalidHandshake as exc:
                 response = exc.response
-                if not is_redirect(response):
-                    raise
+                if isinstance(exc, ProxyError) or not is_redirect(response):
+                    raise  # a proxy's 3xx (a captive portal, say) is no redirect of the server's
                 assert isinstance(response, Response)
                 self._follow(redirects, response)
                 continue

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An echo client for the Autobahn TestSuite (kosoku ``fuzzingserver`` mode).
 
-    python echo_client.py --url ws://127.0.0.1:9001 [--pure] [--agent NAME] [--parallel N] [--api awaitable]
+    python echo_client.py --url ws://127.0.0.1:9001 [--pure] [--agent NAME] [--parallel N] [--api awaitable|trio]
 
 It follows the Autobahn client protocol, which kosoku's fuzzing server speaks:
 
@@ -18,7 +18,9 @@ path; ``agent`` names the client in the report.)
 wsfast's callback API is used (``create_connection`` and a
 :class:`~wsfast.asyncio.Listener`), or with ``--api awaitable`` the awaitable
 API for the cases (``wsfast.connect`` and ``async for message in ws: await
-ws.send(message)``), with ``max_message_size=None``,
+ws.send(message)``), or with ``--api trio`` the same loop on
+``wsfast.trio.connect`` (the whole client then runs on Trio), with
+``max_message_size=None``,
 ``ping_interval=None`` and a permessage-deflate offer that carries
 ``client_no_context_takeover`` and ``client_max_window_bits``: the 13.x cases
 accept only offers with those parameters (13.2 needs the first, 13.3 and 13.4
@@ -55,9 +57,9 @@ def _parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds the whole run may take")
     parser.add_argument(
         "--api",
-        choices=("callback", "awaitable"),
+        choices=("callback", "awaitable", "trio"),
         default="callback",
-        help="wsfast's API under test: create_connection and a Listener, or connect and a loop",
+        help="wsfast's API under test: create_connection and a Listener, or connect and a loop (asyncio or Trio)",
     )
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
@@ -187,6 +189,86 @@ async def _run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+async def _run_trio(args: argparse.Namespace) -> int:
+    """The same client on wsfast.trio: the case count, the cases with an
+    echo loop, the report."""
+    import trio
+
+    import wsfast
+    import wsfast.trio
+    from wsfast.exceptions import ConnectionClosed
+    from wsfast.extensions import PerMessageDeflate
+
+    base = args.url.rstrip("/")
+    agent = args.agent or f"wsfast-{wsfast.IMPLEMENTATION}-trio"
+    deflate = PerMessageDeflate(client_no_context_takeover=True, compress_threshold=0)  # see _run
+    options: dict[str, Any] = dict(
+        max_message_size=None, ping_interval=None, ping_timeout=None, open_timeout=30.0, close_timeout=10.0
+    )
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"echo_client[{agent}]: {message}", file=sys.stderr, flush=True)
+
+    # 1. the case count
+    text: Any = None
+    with trio.move_on_after(30):
+        async with wsfast.trio.connect(f"{base}/getCaseCount", deflate=None, **options) as ws:
+            try:
+                text = await ws.recv()
+            except ConnectionClosed:
+                pass
+    if not isinstance(text, str) or not text.strip().isdigit():
+        log(f"no case count from {base}/getCaseCount: {text!r}")
+        return 1
+    count = int(text)
+    log(f"{count} cases, {args.parallel} at a time")
+
+    # 2. the cases
+    failures: list[str] = []
+    next_case = iter(range(1, count + 1))
+    started = time.monotonic()
+
+    async def run_case(n: int) -> None:
+        url = f"{base}/runCase?case={n}&agent={quote(agent)}"
+        with trio.move_on_after(args.case_timeout) as scope:
+            try:
+                async with wsfast.trio.connect(url, deflate=deflate, **options) as ws:
+                    try:
+                        async for message in ws:
+                            await ws.send(message)
+                    except ConnectionClosed:
+                        pass
+            except (OSError, wsfast.InvalidHandshake, trio.TooSlowError) as exc:
+                failures.append(f"case {n}: opening handshake: {type(exc).__name__}: {exc}")
+        if scope.cancelled_caught:
+            failures.append(f"case {n}: not closed within {args.case_timeout} s")
+
+    async def worker() -> None:
+        for n in next_case:
+            await run_case(n)
+
+    with trio.move_on_after(args.timeout) as scope:
+        async with trio.open_nursery() as nursery:
+            for _ in range(max(1, args.parallel)):
+                nursery.start_soon(worker)
+    if scope.cancelled_caught:
+        failures.append(f"run not finished within {args.timeout} s")
+    log(f"cases driven in {time.monotonic() - started:.1f} s")
+
+    # 3. the report: kosoku answers the upgrade and stops serving.
+    try:
+        with trio.move_on_after(15):
+            async with wsfast.trio.connect(f"{base}/updateReports?agent={quote(agent)}", deflate=None, **options):
+                pass
+    except Exception as exc:  # the server may drop the connection at once
+        log(f"updateReports: {type(exc).__name__}: {exc}")
+
+    for failure in failures:
+        log(failure)
+    return 1 if failures else 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parse_args(argv)
     if args.pure:
@@ -199,6 +281,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.pure and wsfast.HAS_SPEEDUPS:
         print("echo_client: --pure but the compiled codec is in use", file=sys.stderr)
         return 3
+    if args.api == "trio":
+        import trio
+
+        return trio.run(_run_trio, args)
     return asyncio.run(_run(args))
 
 

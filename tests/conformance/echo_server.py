@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """An echo server for the Autobahn TestSuite (kosoku ``fuzzingclient`` mode).
 
-    python echo_server.py --port N [--pure] [--host 127.0.0.1] [--timeout S] [--api awaitable]
+    python echo_server.py --port N [--pure] [--host 127.0.0.1] [--timeout S] [--api awaitable|trio|sync]
     python echo_server.py --port N --peer websockets|aiohttp   # comparison peers
 
 Every text message is echoed as text and every binary message as binary.
 The wsfast server uses the callback API (``wsfast.asyncio.create_server`` and
 a :class:`~wsfast.asyncio.Listener`), the fastest path, or with
 ``--api awaitable`` the awaitable API (``wsfast.serve`` and the handler
-``async for message in ws: await ws.send(message)``), with the settings the
-suite needs:
+``async for message in ws: await ws.send(message)``), or with ``--api trio``
+the same handler on ``wsfast.trio.serve``, or with ``--api sync`` a
+``for message in ws: ws.send(message)`` handler on ``wsfast.sync.serve``
+(a thread per connection), with the settings the suite needs:
 
 * ``max_message_size=None``: section 9 sends messages of up to 16 MiB;
 * ``ping_interval=None``: no keepalive pings of our own in the middle of a case;
@@ -34,6 +36,7 @@ import asyncio
 import os
 import signal
 import sys
+from functools import partial
 from typing import Any, Optional
 
 
@@ -50,9 +53,9 @@ def _parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--api",
-        choices=("callback", "awaitable"),
+        choices=("callback", "awaitable", "trio", "sync"),
         default="callback",
-        help="wsfast's API under test: create_server and a Listener, or serve and a handler",
+        help="wsfast's API under test: create_server and a Listener, or serve and a handler (asyncio or Trio)",
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="stop after this many seconds")
     return parser.parse_args(argv)
@@ -185,6 +188,63 @@ async def _main(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _main_trio(args: argparse.Namespace) -> int:
+    """The wsfast.trio server: ``serve`` with the echo handler, until
+    SIGTERM, SIGINT or ``--timeout``."""
+    import trio
+
+    import wsfast
+    import wsfast.trio
+    from wsfast.extensions import PerMessageDeflate
+
+    async def handler(ws: wsfast.trio.WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    deflate = PerMessageDeflate(compress_threshold=0)  # see _serve_wsfast
+    options: dict[str, Any] = dict(max_message_size=None, deflate=deflate, ping_interval=None, ping_timeout=None)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(partial(wsfast.trio.serve, handler, args.host, args.port, **options))
+            print(f"READY {server.port} wsfast-{wsfast.IMPLEMENTATION}-trio", flush=True)
+            with trio.move_on_after(args.timeout) as scope:
+                async for _ in signals:
+                    break
+            if scope.cancelled_caught:
+                print(f"echo_server: stopping after --timeout {args.timeout} s", file=sys.stderr, flush=True)
+            server.close()  # connections close with 1001, within 5 s at most:
+            nursery.cancel_scope.deadline = trio.current_time() + 5
+    return 0
+
+
+def _main_sync(args: argparse.Namespace) -> int:
+    """The wsfast.sync server: ``serve`` with the echo handler (a thread per
+    connection), until SIGTERM, SIGINT or ``--timeout``."""
+    import threading
+
+    import wsfast
+    import wsfast.sync
+    from wsfast.extensions import PerMessageDeflate
+
+    def handler(ws: wsfast.sync.WebSocket) -> None:
+        for message in ws:
+            ws.send(message)
+
+    deflate = PerMessageDeflate(compress_threshold=0)  # see _serve_wsfast
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = wsfast.sync.serve(
+        handler, args.host, args.port, max_message_size=None, deflate=deflate, ping_interval=None, close_timeout=5
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"READY {server.port} wsfast-{wsfast.IMPLEMENTATION}-sync", flush=True)
+    if not stop.wait(args.timeout):
+        print(f"echo_server: stopping after --timeout {args.timeout} s", file=sys.stderr, flush=True)
+    server.shutdown()  # connections close with 1001, within close_timeout
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parse_args(argv)
     if args.pure:
@@ -198,6 +258,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.pure and wsfast.HAS_SPEEDUPS:
             print("echo_server: --pure but the compiled codec is in use", file=sys.stderr)
             return 3
+    if args.api == "trio":
+        import trio
+
+        return trio.run(_main_trio, args)
+    if args.api == "sync":
+        return _main_sync(args)
     return asyncio.run(_main(args))
 
 

@@ -24,7 +24,10 @@ missing), ``*-python`` the pure-Python one (``WSFAST_PURE_PYTHON=1``).
 echo handler, ``wsfast.connect`` with an echo loop) instead of the callback
 API, and leave out sections 12 and 13 (permessage-deflate: most of a run's
 time, and they test the codec, which the callback-API runs of the same codec
-already cover; the awaitable API adds nothing there but a queue). The
+already cover; the awaitable API adds nothing there but a queue).
+``*-trio`` runs go through :mod:`wsfast.trio` the same way (``serve`` with
+the echo handler, ``connect`` with the echo loop), without the same
+sections. The
 runs go in parallel processes (``--jobs``), each bounded by ``--timeout``;
 every process started here is stopped here, by its PID.
 
@@ -80,6 +83,10 @@ WSFAST_RUNS = {
     "server-python-awaitable": ("server", "python", "awaitable"),
     "client-cython-awaitable": ("client", "cython", "awaitable"),
     "client-python-awaitable": ("client", "python", "awaitable"),
+    "server-cython-trio": ("server", "cython", "trio"),
+    "server-python-trio": ("server", "python", "trio"),
+    "client-cython-trio": ("client", "cython", "trio"),
+    "client-python-trio": ("client", "python", "trio"),
 }
 #: Cases the awaitable-API runs leave out: the permessage-deflate sections,
 #: which test the codec (run in full by the callback-API runs of each codec).
@@ -98,7 +105,7 @@ class RunSpec:
     @property
     def exclude(self) -> list[str]:
         """Cases this run leaves out whatever the selection."""
-        return AWAITABLE_EXCLUDE if self.api == "awaitable" else []
+        return AWAITABLE_EXCLUDE if self.api != "callback" else []
 
     @property
     def title(self) -> str:
@@ -106,8 +113,8 @@ class RunSpec:
             "cython": "wsfast (compiled codec)",
             "python": "wsfast (pure-Python codec)",
         }.get(self.impl, self.impl)
-        if self.api == "awaitable":
-            what += f", awaitable API (without {', '.join(AWAITABLE_EXCLUDE)})"
+        if self.api != "callback":
+            what += f", {self.api} API (without {', '.join(AWAITABLE_EXCLUDE)})"
         mode = "kosoku fuzzingclient" if self.role == "server" else "kosoku fuzzingserver"
         return f"{what} as {self.role}, {mode}"
 

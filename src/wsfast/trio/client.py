@@ -17,7 +17,7 @@ from typing import Any, AsyncContextManager, Generator, Optional, Sequence
 import trio
 
 from .. import __version__
-from ..auth import basic_auth_header
+from ..auth import with_uri_credentials
 from ..events import HandshakeFailed
 from ..exceptions import InvalidHandshake, InvalidURI
 from ..http11 import Response
@@ -59,16 +59,11 @@ async def _open(
     wsuri = parse_uri(uri)
     if wsuri.secure and ssl is None:
         ssl = _default_context()
-    elif not wsuri.secure and ssl is not None:
-        raise InvalidURI(uri, "an SSL context was given for a ws:// URI")
-    headers = list(options.extra_headers)
-    if wsuri.user is not None and not any(name.lower() == "authorization" for name, _ in headers):
-        headers.append(("Authorization", basic_auth_header(wsuri.user, wsuri.password or "")))
     conn = ClientConnection(
         wsuri.host_header,
         wsuri.target,
         origin=origin,
-        extra_headers=headers,
+        extra_headers=with_uri_credentials(wsuri, options.extra_headers),
         user_agent=user_agent,
         **options.connection_options(),
     )
@@ -183,7 +178,8 @@ def connect(
     response), :class:`~wsfast.exceptions.InvalidURI`, ``OSError``, or
     :exc:`trio.TooSlowError` after ``open_timeout``.
     """
-    parse_uri(uri)  # fail here, not later in the nursery
+    if not parse_uri(uri).secure and ssl is not None:  # errors here, not later in the nursery
+        raise InvalidURI(uri, "an SSL context was given for a ws:// URI")
     kwargs = dict(
         ssl=ssl,
         server_hostname=server_hostname,

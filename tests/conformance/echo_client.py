@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An echo client for the Autobahn TestSuite (kosoku ``fuzzingserver`` mode).
 
-    python echo_client.py --url ws://127.0.0.1:9001 [--pure] [--agent NAME] [--parallel N] [--api awaitable|trio]
+    python echo_client.py --url ws://127.0.0.1:9001 [--pure] [--agent NAME] [--parallel N] [--api awaitable|trio|sync]
 
 It follows the Autobahn client protocol, which kosoku's fuzzing server speaks:
 
@@ -19,7 +19,9 @@ wsfast's callback API is used (``create_connection`` and a
 :class:`~wsfast.asyncio.Listener`), or with ``--api awaitable`` the awaitable
 API for the cases (``wsfast.connect`` and ``async for message in ws: await
 ws.send(message)``), or with ``--api trio`` the same loop on
-``wsfast.trio.connect`` (the whole client then runs on Trio), with
+``wsfast.trio.connect`` (the whole client then runs on Trio), or with
+``--api sync`` the loop ``for message in ws: ws.send(message)`` on
+``wsfast.sync.connect`` (``--parallel`` cases in threads), with
 ``max_message_size=None``,
 ``ping_interval=None`` and a permessage-deflate offer that carries
 ``client_no_context_takeover`` and ``client_max_window_bits``: the 13.x cases
@@ -57,7 +59,7 @@ def _parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds the whole run may take")
     parser.add_argument(
         "--api",
-        choices=("callback", "awaitable", "trio"),
+        choices=("callback", "awaitable", "trio", "sync"),
         default="callback",
         help="wsfast's API under test: create_connection and a Listener, or connect and a loop (asyncio or Trio)",
     )
@@ -269,6 +271,90 @@ async def _run_trio(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _run_sync(args: argparse.Namespace) -> int:
+    """The same client on wsfast.sync: the case count, the cases with an
+    echo loop (``--parallel`` threads), the report."""
+    import threading
+
+    import wsfast
+    import wsfast.sync
+    from wsfast.exceptions import ConnectionClosed
+    from wsfast.extensions import PerMessageDeflate
+
+    base = args.url.rstrip("/")
+    agent = args.agent or f"wsfast-{wsfast.IMPLEMENTATION}-sync"
+    deflate = PerMessageDeflate(client_no_context_takeover=True, compress_threshold=0)  # see _run
+    options: dict[str, Any] = dict(
+        max_message_size=None, ping_interval=None, ping_timeout=None, open_timeout=30.0, close_timeout=10.0
+    )
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"echo_client[{agent}]: {message}", file=sys.stderr, flush=True)
+
+    # 1. the case count
+    text: Any = None
+    try:
+        with wsfast.sync.connect(f"{base}/getCaseCount", deflate=None, **options) as ws:
+            text = ws.recv(timeout=30)
+    except (ConnectionClosed, TimeoutError, OSError) as exc:
+        log(f"getCaseCount: {type(exc).__name__}: {exc}")
+    if not isinstance(text, str) or not text.strip().isdigit():
+        log(f"no case count from {base}/getCaseCount: {text!r}")
+        return 1
+    count = int(text)
+    log(f"{count} cases, {args.parallel} at a time")
+
+    # 2. the cases
+    failures: list[str] = []
+    next_case = iter(range(1, count + 1))
+    lock = threading.Lock()
+    started = time.monotonic()
+    deadline = started + args.timeout
+
+    def run_case(n: int) -> None:
+        url = f"{base}/runCase?case={n}&agent={quote(agent)}"
+        case_deadline = min(time.monotonic() + args.case_timeout, deadline)
+        try:
+            with wsfast.sync.connect(url, deflate=deflate, **options) as ws:
+                while True:
+                    ws.send(ws.recv(timeout=max(case_deadline - time.monotonic(), 0.0)))
+        except ConnectionClosed:
+            pass
+        except TimeoutError:
+            failures.append(f"case {n}: not closed within {args.case_timeout} s")
+        except (OSError, wsfast.InvalidHandshake) as exc:
+            failures.append(f"case {n}: opening handshake: {type(exc).__name__}: {exc}")
+
+    def worker() -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                n = next(next_case, None)
+            if n is None:
+                return
+            run_case(n)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, args.parallel))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0) + args.case_timeout)
+    if any(thread.is_alive() for thread in threads) or next(next_case, None) is not None:
+        failures.append(f"run not finished within {args.timeout} s")
+    log(f"cases driven in {time.monotonic() - started:.1f} s")
+
+    # 3. the report: kosoku answers the upgrade and stops serving.
+    try:
+        with wsfast.sync.connect(f"{base}/updateReports?agent={quote(agent)}", deflate=None, **options):
+            pass
+    except Exception as exc:  # the server may drop the connection at once
+        log(f"updateReports: {type(exc).__name__}: {exc}")
+
+    for failure in failures:
+        log(failure)
+    return 1 if failures else 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parse_args(argv)
     if args.pure:
@@ -285,6 +371,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         import trio
 
         return trio.run(_run_trio, args)
+    if args.api == "sync":
+        return _run_sync(args)
     return asyncio.run(_run(args))
 
 

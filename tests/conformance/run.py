@@ -27,7 +27,7 @@ time, and they test the codec, which the callback-API runs of the same codec
 already cover; the awaitable API adds nothing there but a queue).
 ``*-trio`` runs go through :mod:`wsfast.trio` the same way (``serve`` with
 the echo handler, ``connect`` with the echo loop), without the same
-sections. The
+sections; so do ``*-sync`` runs through :mod:`wsfast.sync` (threads). The
 runs go in parallel processes (``--jobs``), each bounded by ``--timeout``;
 every process started here is stopped here, by its PID.
 
@@ -87,9 +87,14 @@ WSFAST_RUNS = {
     "server-python-trio": ("server", "python", "trio"),
     "client-cython-trio": ("client", "cython", "trio"),
     "client-python-trio": ("client", "python", "trio"),
+    "server-cython-sync": ("server", "cython", "sync"),
+    "server-python-sync": ("server", "python", "sync"),
+    "client-cython-sync": ("client", "cython", "sync"),
+    "client-python-sync": ("client", "python", "sync"),
 }
-#: Cases the awaitable-API runs leave out: the permessage-deflate sections,
-#: which test the codec (run in full by the callback-API runs of each codec).
+#: Cases the runs through a non-callback API (awaitable, trio, sync) leave
+#: out: the permessage-deflate sections, which test the codec (run in full by
+#: the callback-API runs of each codec).
 AWAITABLE_EXCLUDE = ["12.*", "13.*"]
 #: Comparison peers: the roles each is run in.
 PEERS = {"websockets": ("server",), "aiohttp": ("server",), "ws": ("server", "client")}
@@ -100,7 +105,7 @@ class RunSpec:
     name: str
     role: str  # "server": kosoku is the fuzzing client; "client": kosoku is the fuzzing server
     impl: str  # "cython", "python", or a peer library name
-    api: str = "callback"  # wsfast's API under test: "callback" or "awaitable"
+    api: str = "callback"  # wsfast's API under test: "callback", "awaitable", "trio" or "sync"
 
     @property
     def exclude(self) -> list[str]:
@@ -529,7 +534,7 @@ def build_specs(runs: Optional[list[str]], peers: Optional[list[str]]) -> list[R
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--runs", default=None, help=f"comma-separated subset of {','.join(WSFAST_RUNS)} (default: all eight)"
+        "--runs", default=None, help=f"comma-separated subset of {','.join(WSFAST_RUNS)} (default: all)"
     )
     parser.add_argument(
         "--peer",

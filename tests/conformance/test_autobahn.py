@@ -1,12 +1,14 @@
 """The Autobahn TestSuite, run by kosoku, against wsfast in both roles and
-through both APIs with the codec this test session uses: server-cython,
-client-cython, server-cython-awaitable and client-cython-awaitable, or the
+through every API with the codec this test session uses: server-cython,
+client-cython and their ``-awaitable``, ``-trio`` and ``-sync`` runs, or the
 ``-python`` ones under ``WSFAST_PURE_PYTHON=1`` (the README's test command
-runs the suite once per codec, so all eight runs of ``run.py`` happen, each
+runs the suite once per codec, so every run of ``run.py`` happens, each
 once).
 
 The callback-API runs take all 517 cases. The awaitable-API runs
-(``wsfast.serve`` with an echo handler, ``wsfast.connect`` with an echo loop)
+(``wsfast.serve`` with an echo handler, ``wsfast.connect`` with an echo
+loop), and the other runs through a non-callback API (``-trio``, ``-sync``:
+the same echo on :mod:`wsfast.trio` and on :mod:`wsfast.sync`'s threads),
 leave out sections 12 and 13: permessage-deflate, most of a run's time (about
 7 minutes of a callback run; the other 301 cases take about 15 seconds); they
 test the codec, which the callback run of the same codec covers in full, and
@@ -14,11 +16,11 @@ the awaitable API adds only its queue in front of it.
 
 Each run must end with no FAILED case (which includes ERROR results and
 closing handshakes kosoku does not pass), no MISSING one (a case that never
-ran is not a pass) and no NON-STRICT one (wsfast is strict through both
-APIs). UNIMPLEMENTED cases do not fail the test: they are listed in the
+ran is not a pass) and no NON-STRICT one (wsfast is strict through every
+API). UNIMPLEMENTED cases do not fail the test: they are listed in the
 assertion message and reported as warnings.
 
-The four runs go in parallel processes, once per session, each bounded in
+The session's runs go in parallel processes, once per session, each bounded in
 time; every echo peer and runner process is stopped by its PID. Skipped only
 when kosoku (the runner, ``pip install kosoku``, Python >= 3.10) is not
 installed.

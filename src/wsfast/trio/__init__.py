@@ -4,15 +4,19 @@ The same API shape as :mod:`wsfast.asyncio`'s awaitable API, in Trio's
 structured style: background work (reading, keepalive pings) runs in a
 nursery that the caller owns, and cancellation closes connections with 1001.
 
-Native Trio, not anyio: measured on Trio, anyio's streams and primitives
-cost about what Trio's own do (a raw 64 B echo 1.02x, lock and event within
-noise: ``bench/trio_echo.py --layers``), so anyio would cost little here;
-but it would buy nothing either: on asyncio, :mod:`wsfast.asyncio` runs on
-its own compiled socket transport, which anyio's asyncio streams cannot
-match, and it would add a dependency and a second layer of cancellation
-semantics between wsfast and Trio's :class:`trio.SSLStream`,
-:exc:`trio.TooSlowError` and ``nursery.start``. So this package uses Trio
-directly, and asyncio users keep :mod:`wsfast.asyncio`.
+Native Trio, not anyio, by measurement (``bench/trio_echo.py --layers``,
+one connection, echo round trips): on Trio, anyio's streams and primitives
+cost about what Trio's own do (a raw echo the same at 64 B, 0.9-1.5x
+between runs at 1 MiB; a lock the same, an event 1.3x), so anyio would cost
+little here. But it would buy nothing: on asyncio, the ceiling of an anyio-based
+wsfast, a raw echo over anyio's streams with no WebSocket work at all, makes
+0.4x the round trips of :mod:`wsfast.asyncio`'s whole WebSocket echo at
+64 B (on its compiled socket transport), so asyncio users are better served by
+:mod:`wsfast.asyncio` as it is, and an anyio layer would only add a
+dependency between wsfast and Trio's own :class:`trio.SSLStream`,
+:exc:`trio.TooSlowError` and ``nursery.start``. Against trio-websocket,
+each with its own client and server: 1.5x its round trips at 64 B, 11x at
+1 MiB.
 
 Options (:class:`~wsfast.options.Options`) apply as in asyncio, except
 ``write_limit`` (a Trio stream has no write buffer: ``send`` returns once

@@ -87,6 +87,7 @@ class WebSocket:
         # (code, reason) of a failure whose close frame waits for the
         # application to answer the messages before it (_hold_failure).
         self._held: Optional[tuple[int, str]] = None
+        self._close_requested = False  # close() was called
         # When the reader gives up waiting for the closing handshake.
         self._close_deadline = math.inf
         self._read_scope: Optional[trio.CancelScope] = None
@@ -311,6 +312,7 @@ class WebSocket:
         without waiting). After the peer broke the protocol (a failure held
         for the application's replies), the failure's close frame goes
         instead."""
+        self._close_requested = True
         if self._held is not None:
             self._wake_reader()
         elif self.conn.state is _OPEN and not self._done:
@@ -423,7 +425,8 @@ class WebSocket:
             while (self._held is not None or self._queued > self._high) and self._close_deadline == math.inf:
                 if self._held is not None:
                     with trio.move_on_after(self.options.fail_timeout or 0):
-                        await self._reader_wait()
+                        while self._pending() and not self._close_requested:
+                            await self._reader_wait()
                     await self._release_failure()
                 else:
                     await self._reader_wait()

@@ -344,3 +344,31 @@ def test_concurrent_recv_is_refused() -> None:
             nursery.cancel_scope.cancel()
 
     run(test)
+
+
+def test_concurrent_senders_keep_frames_whole_and_in_order() -> None:
+    """Eight tasks sending on one connection (compressed and not): the send
+    guard keeps every frame whole and each task's messages in order."""
+
+    async def test() -> None:
+        async with trio.open_nursery() as nursery:
+            srv = await server(nursery)
+            async with wsfast.trio.connect(uri(srv)) as ws:
+
+                async def sender(k: int) -> None:
+                    for i in range(100):
+                        await ws.send(f"{k}:{i}:" + "x" * (i * 37 % 5000))
+
+                async with trio.open_nursery() as senders:
+                    for k in range(8):
+                        senders.start_soon(sender, k)
+                got: dict[str, list[int]] = {}
+                for _ in range(800):
+                    message = await ws.recv()
+                    assert isinstance(message, str)
+                    k, i, _ = message.split(":")
+                    got.setdefault(k, []).append(int(i))
+                assert got == {str(k): list(range(100)) for k in range(8)}
+            nursery.cancel_scope.cancel()
+
+    run(test)

@@ -72,7 +72,7 @@ class WebSocket:
         self._queued = 0
         self._high = options.max_queue
         self._low = options.max_queue // 4
-        self._recv_waiter: Optional[trio.Event] = None
+        self._recv_task: Optional[trio.lowlevel.Task] = None  # waiting in recv()
         # The reader waits on this while the queue is full or a failure is held.
         self._reader_waiter: Optional[trio.Event] = None
         self._sending = False
@@ -169,19 +169,26 @@ class WebSocket:
             if self._done:
                 conn = self.conn
                 raise connection_closed(conn.close_code, conn.close_reason, conn.close_sent)
-            if self._recv_waiter is not None:
+            if self._recv_task is not None:
                 raise trio.BusyResourceError("another task is already waiting in recv()")
-            waiter = self._recv_waiter = trio.Event()
-            try:
-                await waiter.wait()
-            finally:
-                self._recv_waiter = None
+            self._recv_task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._recv_cancelled)
         data = queue.popleft()
         self._queued -= len(data) + MESSAGE_OVERHEAD
         self._taken = True
         if self._reader_waiter is not None and self._queued <= self._low:
             self._wake_reader()
         return data
+
+    def _recv_cancelled(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._recv_task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _wake_recv(self) -> None:
+        task = self._recv_task
+        if task is not None:
+            self._recv_task = None
+            trio.lowlevel.reschedule(task)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
@@ -207,9 +214,8 @@ class WebSocket:
     def _put(self, data: Message) -> None:
         self._queue.append(data)
         self._queued += len(data) + MESSAGE_OVERHEAD
-        waiter = self._recv_waiter
-        if waiter is not None:
-            waiter.set()
+        if self._recv_task is not None:
+            self._wake_recv()
 
     def _pending(self) -> bool:
         return self._taken or bool(self._queue)
@@ -359,7 +365,9 @@ class WebSocket:
             self._sending = True
 
     def _release(self) -> None:
-        if not self._send_lot.unpark():
+        if self._send_lot:  # a task waits: the guard passes to it
+            self._send_lot.unpark()
+        else:
             self._sending = False
 
     async def _send_all(self, data: Union[bytes, bytearray, memoryview]) -> None:
@@ -385,6 +393,8 @@ class WebSocket:
                 out = self.conn.data_to_send()
                 if out:
                     await self._send_all(out)
+            except ConnectionClosed:
+                pass  # the connection is being aborted
             finally:
                 self._release()
 
@@ -415,6 +425,19 @@ class WebSocket:
                 await self._end()
 
     async def _read(self) -> None:
+        """Read until the connection is closed or the closing handshake's
+        deadline passes; one cancel scope for the whole loop, whose deadline
+        :meth:`_close_sent` sets."""
+        with trio.CancelScope(deadline=self._close_deadline) as scope:
+            self._read_scope = scope
+            try:
+                await self._read_loop()
+            finally:
+                self._read_scope = None
+        if scope.cancelled_caught and self._close_deadline != -math.inf:  # not aborted
+            logger.info("connection #%d: closing handshake timed out", self.id)
+
+    async def _read_loop(self) -> None:
         conn = self.conn
         stream = self._stream
         while not self._done:
@@ -430,18 +453,10 @@ class WebSocket:
                     await self._release_failure()
                 else:
                     await self._reader_wait()
-            with trio.CancelScope(deadline=self._close_deadline) as scope:
-                self._read_scope = scope
-                try:
-                    data = await stream.receive_some(READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-                finally:
-                    self._read_scope = None
-            if scope.cancelled_caught:
-                if self._close_deadline != -math.inf:  # not aborted
-                    logger.info("connection #%d: closing handshake timed out", self.id)
-                return
+            try:
+                data = await stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
             if not data:
                 conn.receive_eof()
                 return
@@ -583,8 +598,7 @@ class WebSocket:
             if waiter is not None:
                 waiter.event.set()
         self._pings.clear()
-        if self._recv_waiter is not None:
-            self._recv_waiter.set()
+        self._wake_recv()
         await _close_stream(self._stream)
         logger.info("connection #%d: closed (code %d)", self.id, conn.close_code)
         self._closed.set()

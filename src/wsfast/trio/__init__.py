@@ -15,7 +15,7 @@ wsfast, a raw echo over anyio's streams with no WebSocket work at all, makes
 :mod:`wsfast.asyncio` as it is, and an anyio layer would only add a
 dependency between wsfast and Trio's own :class:`trio.SSLStream`,
 :exc:`trio.TooSlowError` and ``nursery.start``. Against trio-websocket,
-each with its own client and server: 1.5x its round trips at 64 B, 11x at
+each with its own client and server: 2.1x its round trips at 64 B, 10x at
 1 MiB.
 
 Options (:class:`~wsfast.options.Options`) apply as in asyncio, except

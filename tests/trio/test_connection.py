@@ -12,7 +12,17 @@ import wsfast.trio
 from wsfast.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from wsfast.extensions import PerMessageDeflate
 
-from ..asyncio.helpers import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, close_payload, parse_close
+from ..asyncio.helpers import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    close_payload,
+    frame,
+    parse_close,
+)
 from .helpers import RawPeer, raw_server, run, server
 
 
@@ -187,12 +197,31 @@ def test_messages_before_a_protocol_error_are_answered_first() -> None:
             srv = await server(nursery)
             peer = await RawPeer.connect(srv.port)
             # one write: a message, then a reserved opcode
-            from ..asyncio.helpers import frame
-
             await peer.stream.send_all(frame(OP_TEXT, b"first") + frame(0x5, b""))
             assert await peer.recv() == (OP_TEXT, True, b"first")
             _, _, payload = await peer.recv()
             assert parse_close(payload)[0] == 1002
+            nursery.cancel_scope.cancel()
+
+    run(test)
+
+
+def test_a_slow_handler_still_answers_the_messages_before_a_protocol_error() -> None:
+    async def slow_echo(ws: wsfast.trio.WebSocket) -> None:
+        async for message in ws:
+            await trio.sleep(0.05)
+            await ws.send(message)
+
+    async def test() -> None:
+        async with trio.open_nursery() as nursery:
+            srv = await server(nursery, slow_echo)
+            peer = await RawPeer.connect(srv.port)
+            await peer.stream.send_all(frame(OP_TEXT, b"one") + frame(OP_TEXT, b"two") + frame(OP_TEXT, b"\xc3"))
+            assert await peer.recv() == (OP_TEXT, True, b"one")
+            assert await peer.recv() == (OP_TEXT, True, b"two")
+            _, _, payload = await peer.recv()
+            assert parse_close(payload)[0] == 1007
+            assert await peer.at_eof()
             nursery.cancel_scope.cancel()
 
     run(test)

@@ -169,6 +169,19 @@ def test_basic_auth_hook_and_uri_credentials() -> None:
             assert isinstance(info.value.response, Response) and info.value.response.status == 401
             nursery.cancel_scope.cancel()
 
+        async def check(user: str, password: str) -> bool:  # an async check, awaited on Trio
+            await trio.sleep(0)
+            return (user, password) == ("bob", "pw")
+
+        async with trio.open_nursery() as nursery:
+            srv = await server(nursery, whoami, process_request=basic_auth(check_credentials=check))
+            async with wsfast.trio.connect(f"ws://bob:pw@127.0.0.1:{srv.port}/") as ws:
+                assert await ws.recv() == "bob"
+            with pytest.raises(InvalidHandshake):
+                async with wsfast.trio.connect(f"ws://127.0.0.1:{srv.port}/"):
+                    pass
+            nursery.cancel_scope.cancel()
+
     run(test)
 
 

@@ -445,7 +445,7 @@ class WebSocket:
                 if conn.should_close_transport:
                     return
                 self._close_sent()
-            while (self._held is not None or self._queued > self._high) and self._close_deadline == math.inf:
+            if (self._held is not None or self._queued > self._high) and self._close_deadline == math.inf:
                 if self._held is not None:
                     with trio.move_on_after(self.options.fail_timeout or 0):
                         while self._pending() and not self._close_requested:
@@ -453,6 +453,7 @@ class WebSocket:
                     await self._release_failure()
                 else:
                     await self._reader_wait()
+                continue
             try:
                 data = await stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):

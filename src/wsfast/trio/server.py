@@ -134,6 +134,8 @@ class Server:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ws._background)
                 await self._run_handler(ws, handler)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.info("connection #%d: lost during the opening handshake: %s", ws.id, exc.__cause__ or exc)
         except Exception as exc:
             logger.error("connection #%d: unexpected error", ws.id, exc_info=exc)
         finally:

@@ -11,6 +11,7 @@ import trio.testing
 import wsfast.trio
 from wsfast.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from wsfast.extensions import PerMessageDeflate
+from wsfast.trio.connection import MESSAGE_OVERHEAD, READ_SIZE
 
 from ..asyncio.helpers import (
     OP_BINARY,
@@ -315,27 +316,32 @@ def test_pings_are_answered_and_a_close_reply_ends_it() -> None:
     run(test)
 
 
-def test_max_queue_backpressure_delivers_everything_in_order() -> None:
+def test_max_queue_backpressure_bounds_the_queue_and_delivers_everything_in_order() -> None:
     """A handler that does not read for a while: the server stops reading
-    (the queue is bounded), then catches up."""
+    once ``max_queue`` is exceeded (by one read at most), then catches up."""
     received: list[bytes] = []
+    queued: list[int] = []
+    count = 3000
 
     async def slow(ws: wsfast.trio.WebSocket) -> None:
         await trio.sleep(0.2)
         async for message in ws:
+            queued.append(ws._queued)
             assert isinstance(message, bytes)
             received.append(message)
-            if len(received) == 200:
+            if len(received) == count:
                 await ws.send("done")
 
     async def test() -> None:
         async with trio.open_nursery() as nursery:
             srv = await server(nursery, slow, max_queue=20000)
-            async with wsfast.trio.connect(uri(srv)) as ws:
-                for i in range(200):
+            async with wsfast.trio.connect(uri(srv), deflate=None) as ws:
+                for i in range(count):
                     await ws.send(i.to_bytes(2, "big") * 500)
                 assert await ws.recv() == "done"
-            assert received == [i.to_bytes(2, "big") * 500 for i in range(200)]
+            assert received == [i.to_bytes(2, "big") * 500 for i in range(count)]
+            # one read of READ_SIZE bytes, in messages of 1,000 bytes and MESSAGE_OVERHEAD each
+            assert max(queued) <= 20000 + READ_SIZE * (1000 + MESSAGE_OVERHEAD) // 1000
             nursery.cancel_scope.cancel()
 
     run(test)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from . import fanout
+from . import fanout, sync
 from ._common import import_module
 from .runner import LABELS, SCENARIOS, installed, size_label
 
@@ -125,6 +125,9 @@ def markdown(results: dict[str, Any]) -> str:
             if scenario.role == "fanout":
                 lines += [""] + fanout.markdown(mine, config, f"{scenario.title} ({loop})")
                 continue
+            if scenario.role == "sync":
+                lines += [""] + sync.markdown(mine, config, scenario.title)
+                continue
             lines += ["", f"## {scenario.title} ({loop})", ""]
             if scenario.role in ("server", "client"):
                 impls = sorted({p["impl"] for p in mine}, key=_ORDER.index)
@@ -217,6 +220,8 @@ def charts(results: dict[str, Any], directory: str) -> list[str]:
         mine = [p for p in points if p["scenario"] == name]
         if not mine:
             continue
+        if scenario.role == "sync":
+            continue  # the table says it all
         if scenario.role == "fanout":
             path = os.path.join(directory, f"{name}.png")
             loop = mine[0]["loop"]

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from .. import HAS_SPEEDUPS, IMPLEMENTATION, __version__
-from . import fanout
+from . import fanout, sync
 from ._common import PEER_MODULES, import_optional, proc_rss_bytes, raise_fd_limit, summarize
 
 __all__ = ["Config", "run_suite", "summarize_points", "SCENARIOS", "LIBRARIES", "SCHEMA", "Scenario"]
@@ -46,7 +46,7 @@ class Scenario:
     """One table of the report."""
 
     name: str
-    role: str  # server, client, broadcast, memory or fanout
+    role: str  # server, client, broadcast, memory, fanout or sync
     title: str
     connections: int
     variant: str = "plain"  # for servers: plain, deflate, tls or pure
@@ -65,6 +65,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("broadcast-1000", "broadcast", "Broadcast of one 64 B message to every connection", 1000),
         Scenario("memory-2000", "memory", "Memory per idle server connection", 2000),
         Scenario("fanout", "fanout", "Fan-out: publish/subscribe across worker processes", 10000),
+        Scenario("sync", "sync", "Threads: wsfast.sync against websockets.sync, 1 connection", 1),
     )
 }
 
@@ -79,8 +80,9 @@ LABELS = {
     "picows": "picows",
     "aiohttp": "aiohttp",
     **fanout.LABELS,
+    **sync.LABELS,
 }
-_LIBRARY = {"wsfast-serve": "wsfast", "wsfast-connect": "wsfast", **fanout.LIBRARY}
+_LIBRARY = {"wsfast-serve": "wsfast", "wsfast-connect": "wsfast", **fanout.LIBRARY, **sync.LIBRARY}
 _NO_DEFLATE = {"picows": "picows has no permessage-deflate"}
 BROADCAST_SIZE = 64
 MEMORY_WARMUP = 50  # connections opened before the baseline is read
@@ -330,6 +332,16 @@ class Suite:
                 else:
                     left_out.append((f"{impl} in fanout", reason))
             return chosen, left_out
+        if scenario.role == "sync":
+            for impl in sync.IMPLS:
+                if sync.LIBRARY[impl] not in self.config.peers:
+                    continue
+                reason = sync.missing(impl)
+                if reason is None:
+                    chosen.append(impl)
+                else:
+                    left_out.append((f"{impl} in sync", reason))
+            return chosen, left_out
         for impl in candidates:
             lib = _LIBRARY.get(impl, impl)
             if impl != "raw" and lib not in self.config.peers:
@@ -576,6 +588,8 @@ class Suite:
                 total += n
             elif s.role == "fanout":
                 once += n * self.config.fanout_runs
+            elif s.role == "sync":
+                once += n * len(self.config.sizes) * self.config.runs
             else:
                 total += n * self.config.memory_runs
         return total * len(loops) + once
@@ -631,6 +645,9 @@ class Suite:
                 # one event loop: uvloop when selected (the fastest for every implementation), else the first
                 loop = "uvloop" if "uvloop" in loops else loops[0]
                 self.run_fanout(loop, fanout_scenarios[0])
+            sync_scenarios = [s for s in chosen if s.role == "sync"]
+            if sync_scenarios and loops:  # threads: no event loop under test; recorded under the first
+                sync.run_scenario(self, loops[0], self.impls(sync_scenarios[0]))
         finally:
             driver.stop()
             if fixed is not None:
@@ -679,6 +696,8 @@ class Suite:
     def summarize_point(point: dict[str, Any]) -> dict[str, Any]:
         if point["scenario"] == "fanout":
             return fanout.summarize_point(point)
+        if point["scenario"] == "sync":
+            return sync.summarize_point(point)
         good = [r for r in point["runs"] if "error" not in r]
         errors = [r["error"] for r in point["runs"] if "error" in r]
         if not good:

@@ -1,0 +1,296 @@
+"""The ``sync`` scenario: the threading APIs, :mod:`wsfast.sync` against
+``websockets.sync``, one connection, request-response.
+
+Server side: the server under test (an echo handler, a thread per
+connection) in its own process, the same client (:mod:`wsfast.sync`) against
+both. Client side: the client under test in its own process, the same server
+(:mod:`wsfast.sync`) for both. Each run: connect, 0.2 s of warm-up, a text
+``mark`` (the server notes its CPU time), round trips of one binary message
+for ``duration`` seconds, a text ``report`` (the server answers its CPU
+time since the mark). The implementations alternate run by run.
+
+The processes are pinned as in the other scenarios: the side under test on
+one core, its counterpart on another. By hand: ``main(["serve", "wsfast"])``
+prints a port; ``main(["client", "wsfast", "ws://127.0.0.1:PORT", "64", "1"])``
+prints a run's figures as JSON.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Optional
+
+from ._common import payload, summarize
+
+__all__ = ["IMPLS", "LABELS", "run_scenario", "summarize_point", "markdown", "main"]
+
+IMPLS = ("wsfast-sync-server", "websockets-sync-server", "wsfast-sync-client", "websockets-sync-client")
+LABELS = {
+    "wsfast-sync-server": "wsfast.sync server",
+    "websockets-sync-server": "websockets.sync server",
+    "wsfast-sync-client": "wsfast.sync client",
+    "websockets-sync-client": "websockets.sync client",
+}
+LIBRARY = {"wsfast-sync-server": "wsfast", "wsfast-sync-client": "wsfast"}
+LIBRARY.update({"websockets-sync-server": "websockets", "websockets-sync-client": "websockets"})
+WARMUP = 0.2
+MAX_SIZE = 4 * 1024 * 1024
+
+
+def missing(impl: str) -> Optional[str]:
+    """Why an implementation cannot run, or ``None``."""
+    if impl.startswith("websockets") and importlib.util.find_spec("websockets") is None:
+        return "websockets not installed"
+    return None
+
+
+# ---------------------------------------------------------------- the processes
+
+
+def _echo(ws: Any) -> None:
+    """The echo handler (both libraries): binary messages come back; the text
+    ``mark`` and ``report`` measure the server's CPU time in between."""
+    mark = time.process_time()
+    for message in ws:
+        if isinstance(message, str):
+            if message == "mark":
+                mark = time.process_time()
+                ws.send("ok")
+            else:
+                ws.send(json.dumps({"cpu_s": time.process_time() - mark}))
+        else:
+            ws.send(message)
+
+
+def _serve(lib: str) -> None:
+    """Serve the echo on a free port; print it; until stdin closes."""
+    import threading
+
+    if lib == "wsfast":
+        from ..sync import serve
+
+        server: Any = serve(_echo, "127.0.0.1", 0, max_message_size=MAX_SIZE, ping_interval=None)
+        port = server.port
+    else:
+        from websockets.sync.server import serve as ws_serve
+
+        server = ws_serve(_echo, "127.0.0.1", 0, max_size=MAX_SIZE, ping_interval=None, compression=None)
+        port = server.socket.getsockname()[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(port, flush=True)
+    sys.stdin.read()
+    server.shutdown()
+
+
+def _client(lib: str, uri: str, size: int, duration: float) -> dict[str, Any]:
+    """One run: the round trips, their rate, this process's and the server's CPU."""
+    if lib == "wsfast":
+        from ..sync import connect
+
+        ws: Any = connect(uri, max_message_size=MAX_SIZE, ping_interval=None, deflate=None)
+    else:
+        from websockets.sync.client import connect as ws_connect
+
+        ws = ws_connect(uri, max_size=MAX_SIZE, ping_interval=None, compression=None)
+    message = payload(size)
+    with ws:
+        end = time.perf_counter() + WARMUP
+        while time.perf_counter() < end:
+            ws.send(message)
+            ws.recv()
+        ws.send("mark")
+        ws.recv()
+        count = 0
+        cpu = time.process_time()
+        start = time.perf_counter()
+        end = start + duration
+        while True:
+            ws.send(message)
+            ws.recv()
+            count += 1
+            if not count & 7 and time.perf_counter() >= end:
+                break
+        seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+        ws.send("report")
+        server_cpu = json.loads(ws.recv())["cpu_s"]
+    return {
+        "messages": count,
+        "seconds": seconds,
+        "msgs_per_s": count / seconds,
+        "client_cpu_us": cpu / count * 1e6,
+        "server_cpu_us": server_cpu / count * 1e6,
+    }
+
+
+def main(argv: list[str]) -> None:
+    """``serve LIB`` or ``client LIB URI SIZE DURATION`` (see the module docstring)."""
+    if argv[0] == "serve":
+        _serve(argv[1])
+    else:
+        print(json.dumps(_client(argv[1], argv[2], int(argv[3]), float(argv[4]))), flush=True)
+
+
+# ---------------------------------------------------------------- the scenario
+
+
+_ENTRY = "import sys; from wsfast.benchmark.sync import main; main(sys.argv[1:])"
+
+
+def _pin(proc: subprocess.Popen[str], core: Optional[int]) -> None:
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(proc.pid, {core})
+        except OSError:
+            pass
+
+
+class _Server:
+    """A server process of the scenario, on ``core``."""
+
+    def __init__(self, lib: str, env: dict[str, str], core: Optional[int]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ENTRY, "serve", lib],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        _pin(self.proc, core)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError(f"the {lib} sync server did not start")
+        self.uri = f"ws://127.0.0.1:{int(line)}/"
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _client_run(
+    lib: str, uri: str, size: int, duration: float, env: dict[str, str], core: Optional[int]
+) -> dict[str, Any]:
+    args = [sys.executable, "-c", _ENTRY, "client", lib, uri, str(size), str(duration)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _pin(proc, core)
+    try:
+        out, err = proc.communicate(timeout=duration * 10 + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"error": "the client did not finish"}
+    if proc.returncode != 0:
+        return {"error": (err.strip().splitlines() or ["the client failed"])[-1]}
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def run_scenario(suite: Any, loop: str, impls: list[str]) -> None:
+    """Every run of every implementation, alternating, sizes as configured."""
+    config = suite.config
+    env = dict(os.environ)
+    tested, fixed = suite.cores
+    libs = {LIBRARY[impl] for impl in impls if impl.endswith("-server")}
+    servers = {lib: _Server(lib, env, tested) for lib in libs}  # under test
+    servers["fixed"] = _Server("wsfast", env, fixed)  # the counterpart of the clients
+    try:
+        for size in config.sizes:
+            for rep in range(config.runs):
+                for impl in impls:
+                    lib = LIBRARY[impl]
+                    if impl.endswith("-server"):  # the server under test, the wsfast.sync client
+                        result = _client_run("wsfast", servers[lib].uri, size, config.duration, env, fixed)
+                    else:  # the client under test, the wsfast.sync server
+                        result = _client_run(lib, servers["fixed"].uri, size, config.duration, env, tested)
+                    point = suite.point("sync", loop, size, impl)
+                    if "error" in result:
+                        suite.fail("sync", loop, size, impl, result["error"])
+                        continue
+                    point["runs"].append(result)
+                    suite.step += 1
+                    side = "server" if impl.endswith("-server") else "client"
+                    suite.say(
+                        f"[{suite.step}/{suite.total}] sync {size} {impl} run {rep + 1}:"
+                        f" {result['msgs_per_s']:,.0f} msg/s, {result[side + '_cpu_us']:.1f} µs CPU per round trip"
+                    )
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def summarize_point(point: dict[str, Any]) -> dict[str, Any]:
+    good = [r for r in point["runs"] if "error" not in r]
+    errors = [r["error"] for r in point["runs"] if "error" in r]
+    if not good:
+        point["status"] = "failed"
+        point["note"] = errors[0] if errors else "no run"
+        return point
+    point["status"] = "ok"
+    point["note"] = f"{len(errors)} run(s) failed: {errors[0]}" if errors else ""
+    side = "server" if point["impl"].endswith("-server") else "client"
+    point["summary"] = {
+        "msgs_per_s": summarize([r["msgs_per_s"] for r in good]),
+        "cpu_us_per_msg": summarize([r[f"{side}_cpu_us"] for r in good]),
+    }
+    return point
+
+
+def _median(point: Optional[dict[str, Any]], key: str) -> Optional[float]:
+    if point is None or point.get("status") != "ok":
+        return None
+    value: float = point["summary"][key]["median"]
+    return value
+
+
+def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str) -> list[str]:
+    """The scenario's section of results.md: both sides, with ratios."""
+    from .runner import size_label
+
+    by_key = {(p["impl"], p["size"]): p for p in points}
+    sizes = sorted({p["size"] for p in points})
+    lines = [
+        f"## {title}",
+        "",
+        f"One connection, request-response, median of {config['runs']} runs of {config['duration']} s per cell"
+        " (implementations alternating). Server side: the same wsfast.sync client against each server; client"
+        " side: each client against the same wsfast.sync server. CPU: user + system time of the side under"
+        " test per round trip. Ratio: wsfast.sync over websockets.sync (msgs/s), websockets.sync over"
+        " wsfast.sync (CPU).",
+        "",
+        "| side | size | wsfast.sync msgs/s | websockets.sync msgs/s | ratio | wsfast.sync CPU µs"
+        " | websockets.sync CPU µs | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for side in ("server", "client"):
+        for size in sizes:
+            mine = by_key.get((f"wsfast-sync-{side}", size))
+            theirs = by_key.get((f"websockets-sync-{side}", size))
+            rate, their_rate = _median(mine, "msgs_per_s"), _median(theirs, "msgs_per_s")
+            cpu, their_cpu = _median(mine, "cpu_us_per_msg"), _median(theirs, "cpu_us_per_msg")
+            cells = [
+                side,
+                size_label(size),
+                f"{rate:,.0f}" if rate else "-",
+                f"{their_rate:,.0f}" if their_rate else "-",
+                f"{rate / their_rate:.2f}x" if rate and their_rate else "-",
+                f"{cpu:.1f}" if cpu else "-",
+                f"{their_cpu:.1f}" if their_cpu else "-",
+                f"{their_cpu / cpu:.2f}x" if cpu and their_cpu else "-",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    for p in points:
+        if p["status"] != "ok" or p["note"]:
+            lines.append(f"\n- {LABELS[p['impl']]} {size_label(p['size'])}: {p['note']}")
+    return lines

@@ -1,0 +1,35 @@
+"""``wsfast bench --scenarios sync``: a tiny run of wsfast.sync against
+websockets.sync, both sides, and its report."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsfast.benchmark import report
+from wsfast.benchmark.runner import Config, run_suite
+
+
+def test_sync_scenario() -> None:
+    pytest.importorskip("websockets.sync.server")
+    lines: list[str] = []
+    config = Config(
+        sizes=(64,),
+        loops=("asyncio",),
+        peers=("wsfast", "websockets"),
+        scenarios=("sync",),
+        runs=1,
+        duration=0.05,
+        command="test",
+        progress=lines.append,
+    )
+    data = run_suite(config)
+    points = {p["impl"]: p for p in data["points"]}
+    assert set(points) == {f"{lib}-sync-{side}" for lib in ("wsfast", "websockets") for side in ("server", "client")}
+    for point in points.values():
+        assert point["status"] == "ok", point["note"]
+        assert point["summary"]["msgs_per_s"]["median"] > 0
+        assert point["summary"]["cpu_us_per_msg"]["median"] > 0
+    text = report.markdown(data)
+    assert "## Threads: wsfast.sync against websockets.sync, 1 connection" in text
+    assert "| server | 64 B |" in text and "| client | 64 B |" in text
+    assert any("sync 64 wsfast-sync-client run 1:" in line for line in lines)

@@ -407,3 +407,30 @@ def test_concurrent_senders_keep_frames_whole_and_in_order() -> None:
             nursery.cancel_scope.cancel()
 
     run(test)
+
+
+def test_close_with_a_full_queue_and_no_close_timeout() -> None:
+    """The reader paused on a full queue reads on once a close frame goes
+    out, to see the closing handshake end (even with close_timeout=None)."""
+    closed: list[int] = []
+
+    async def close_without_reading(ws: wsfast.trio.WebSocket) -> None:
+        while ws._queued <= 20000:
+            await trio.sleep(0.01)
+        await ws.close(4000, "full")
+        closed.append(ws.conn.close_code)
+
+    async def test() -> None:
+        async with trio.open_nursery() as nursery:
+            srv = await server(nursery, close_without_reading, max_queue=20000, close_timeout=None)
+            async with wsfast.trio.connect(uri(srv), deflate=None) as ws:
+                with pytest.raises(ConnectionClosed):
+                    for _ in range(100000):
+                        await ws.send(b"z" * 1000)
+            assert ws.close_code == 4000
+            while srv.connections:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        assert closed == [4000]
+
+    run(test)

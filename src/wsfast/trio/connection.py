@@ -88,6 +88,8 @@ class WebSocket:
         # application to answer the messages before it (_hold_failure).
         self._held: Optional[tuple[int, str]] = None
         self._close_requested = False  # close() was called
+        # A close frame went out or came in: the reader reads on whatever the queue.
+        self._closing = False
         # When the reader gives up waiting for the closing handshake.
         self._close_deadline = math.inf
         self._read_scope: Optional[trio.CancelScope] = None
@@ -347,6 +349,7 @@ class WebSocket:
         """A close frame went out or came in: the closing handshake may take
         ``close_timeout`` seconds; the reader reads on (even with a full
         queue) to see it end."""
+        self._closing = True
         timeout = self.options.close_timeout
         if timeout is not None and self._close_deadline == math.inf:
             self._close_deadline = trio.current_time() + timeout
@@ -445,7 +448,7 @@ class WebSocket:
                 if conn.should_close_transport:
                     return
                 self._close_sent()
-            if (self._held is not None or self._queued > self._high) and self._close_deadline == math.inf:
+            if (self._held is not None or self._queued > self._high) and not self._closing:
                 if self._held is not None:
                     with trio.move_on_after(self.options.fail_timeout or 0):
                         while self._pending() and not self._close_requested:
@@ -579,6 +582,7 @@ class WebSocket:
 
     def _abort(self) -> None:
         """Give up on the stream: the reader stops, the stream gets closed."""
+        self._closing = True
         self._close_deadline = -math.inf
         if self._read_scope is not None:
             self._read_scope.cancel()

@@ -19,7 +19,7 @@ from wsfast.handshake import error_response
 from wsfast.http11 import Request, Response
 from wsfast.sync import WebSocket, connect, serve, unix_serve
 
-from .helpers import TIMEOUT, in_thread, running, uri
+from .helpers import TIMEOUT, echo, in_thread, running, uri
 
 
 def test_handler_return_closes_1000() -> None:
@@ -140,7 +140,7 @@ def test_silent_socket_dropped_after_open_timeout() -> None:
 def test_unix_socket() -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "ws.sock")
-        server = unix_serve(lambda ws: [ws.send(m) for m in ws], path)
+        server = unix_serve(echo, path)
         with running(server=server):
             with connect("ws://localhost/", path=path) as ws:
                 ws.send("over unix")
@@ -161,7 +161,7 @@ def test_tls(server_ssl: ssl.SSLContext, client_ssl: ssl.SSLContext) -> None:
 
 def test_sock_both_sides() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
-    server = serve(lambda ws: [ws.send(m) for m in ws], sock=listener)
+    server = serve(echo, sock=listener)
     with running(server=server):
         client_sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
         with connect("ws://example.com/", sock=client_sock) as ws:

@@ -316,6 +316,6 @@ def test_text_as_bytes() -> None:
 def test_send_types() -> None:
     with running() as server, connect(uri(server)) as ws:
         with pytest.raises(TypeError):
-            ws.send({"a": 1})  # type: ignore[arg-type]
+            ws.send({"a": 1})
         with pytest.raises(TypeError):
-            ws.send(42)
+            ws.send(42)  # type: ignore[arg-type]

@@ -156,7 +156,6 @@ class Server:
             if handler is None:
                 sock.close()
                 return None
-            sock.settimeout(None)
         except (OSError, ssl_module.SSLError, TimeoutError) as exc:
             logger.info("connection from %s: opening handshake failed: %s", _peer(sock), exc)
             sock.close()
@@ -164,10 +163,15 @@ class Server:
         finally:
             with self._lock:
                 self._handshaking.discard(sock)
-        with self._lock:
-            if self._closing:
-                ws._start_close(1001, "server shutting down")
-            self.connections.add(ws)
+        try:
+            ws._flush(True)  # the 101 response
+        except ConnectionClosed:
+            with self._lock:
+                self.connections.discard(ws)
+            sock.close()
+            return None
+        if self._closing:
+            ws._start_close(1001, "server shutting down")
         ws._start()
         return ws, handler
 
@@ -205,7 +209,14 @@ class Server:
             logger.exception("connection from %s: error while accepting the request", ws.remote_address)
             sock.sendall(conn.reject(error_response(500, "Internal Server Error")))
             return None
-        sock.sendall(response)
+        # Registered before the 101 is written, and written through the
+        # connection's queue: a shutdown from now on closes it with 1001,
+        # its close frame behind the 101.
+        sock.settimeout(None)
+        ws._out.append(response)
+        with self._lock:
+            self._handshaking.discard(sock)
+            self.connections.add(ws)
         return answer
 
     def _decide(self, ws: WebSocket, request: Request) -> Union[Handler, Response]:

@@ -4,6 +4,14 @@
 are importable from here, and ``wsfast.run`` (:mod:`wsfast.workers`: worker
 processes on one port under a supervisor); they are loaded on first use, so
 that importing the codec alone stays light.
+
+Threads: :mod:`wsfast.sync` (``import wsfast.sync``, which does not load
+asyncio) has a blocking ``connect`` and a ``serve`` that runs a handler in a
+thread per connection, with the same options::
+
+    with wsfast.sync.connect("ws://127.0.0.1:8765") as ws:
+        ws.send("hello")
+        reply = ws.recv(timeout=10)
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import time
 from typing import Any, Optional, Sequence
 
 from .. import __version__
-from ..auth import basic_auth_header
+from ..auth import with_uri_credentials
 from ..events import HandshakeFailed, Response
 from ..exceptions import InvalidURI
 from ..options import Options
@@ -155,14 +155,11 @@ def connect(
         ssl = default_ssl_context()
     elif not wsuri.secure and ssl is not None:
         raise InvalidURI(uri, "an SSL context was given for a ws:// URI")
-    headers = list(options.extra_headers)
-    if wsuri.user is not None and not any(name.lower() == "authorization" for name, _ in headers):
-        headers.append(("Authorization", basic_auth_header(wsuri.user, wsuri.password or "")))
     conn = ClientConnection(
         wsuri.host_header,
         wsuri.target,
         origin=origin,
-        extra_headers=headers,
+        extra_headers=with_uri_credentials(wsuri, options.extra_headers),
         user_agent=user_agent,
         **options.connection_options(),
     )

@@ -29,7 +29,9 @@ threads) and appended to a queue of outgoing buffers in that order;
 whichever thread holds the write lock writes the queue with ``sendall``.
 A reader never blocks on the write lock (a sender blocked on a full socket
 buffer must not stop us reading): it leaves its automatic replies to the
-thread writing.
+thread writing (only a close frame is waited for). With TLS, as in
+``websockets.sync``, one thread may read the ``SSLSocket`` while another
+writes it.
 
 Options that do not apply here: ``write_limit`` (``send`` blocks in
 ``sendall`` until the kernel took the data), ``own_transport`` (asyncio
@@ -411,7 +413,6 @@ class WebSocket:
             raise TypeError(f"cannot send {type(message).__name__}")
 
     def _send_fragments(self, fragments: Iterator[Message]) -> None:
-        conn = self.conn
         try:
             previous = next(fragments)
         except StopIteration:
@@ -425,7 +426,6 @@ class WebSocket:
             first = False
             previous = fragment
         self._send_fragment(previous, True, text if first else None)
-        del conn
 
     def _send_fragment(self, data: Message, fin: bool, text: Optional[bool]) -> None:
         conn = self.conn

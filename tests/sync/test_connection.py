@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from wsfast.exceptions import ConnectionClosed, ConnectionClosedError, Connectio
 from wsfast.extensions import PerMessageDeflate
 from wsfast.protocol import State
 from wsfast.sync import WebSocket, connect
+from wsfast.sync.connection import MESSAGE_OVERHEAD, READ_SIZE
 
 from .helpers import TIMEOUT, RawServer, close_code, frame, in_thread, running, uri
 
@@ -59,9 +61,8 @@ def test_deflate() -> None:
     text = '{"price": 12.5, "side": "buy"}' * 1000
     with running() as server, connect(uri(server), deflate=PerMessageDeflate(compress_threshold=0)) as ws:
         assert ws.conn.deflate is not None
-        assert ws.response is not None and "permessage-deflate" in ws.response.headers.get(
-            "Sec-WebSocket-Extensions", ""
-        )
+        assert ws.response is not None
+        assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
         for _ in range(5):
             ws.send(text)
             assert ws.recv(timeout=TIMEOUT) == text
@@ -319,3 +320,24 @@ def test_send_types() -> None:
             ws.send({"a": 1})
         with pytest.raises(TypeError):
             ws.send(42)  # type: ignore[arg-type]
+
+
+def test_max_queue_bounds_reading_while_nobody_reads() -> None:
+    """Nobody in recv: the housekeeping thread reads (and queues) only up to
+    max_queue (plus one read); every message is still delivered, in order."""
+    count, size, limit = 300, 1000, 20000
+
+    def handler(ws: WebSocket) -> None:
+        for i in range(count):
+            ws.send(i.to_bytes(4, "big") + b"x" * (size - 4))
+        ws.recv(timeout=TIMEOUT)
+
+    with running(handler) as server, connect(uri(server), max_queue=limit) as ws:
+        deadline = time.monotonic() + TIMEOUT
+        while ws._queued <= limit and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the housekeeping thread stopped reading: the queue stays bounded
+        assert limit < ws._queued <= limit + READ_SIZE + MESSAGE_OVERHEAD * (READ_SIZE // size + 1)
+        for i in range(count):
+            assert ws.recv(timeout=TIMEOUT)[:4] == i.to_bytes(4, "big")
+        ws.send("done")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsfast.benchmark import report
+from wsfast.benchmark import report, sync
 from wsfast.benchmark.runner import Config, run_suite
 
 
@@ -24,12 +24,12 @@ def test_sync_scenario() -> None:
     )
     data = run_suite(config)
     points = {p["impl"]: p for p in data["points"]}
-    assert set(points) == {f"{lib}-sync-{side}" for lib in ("wsfast", "websockets") for side in ("server", "client")}
+    assert set(points) == set(sync.IMPLS) and len(points) == 6
     for point in points.values():
         assert point["status"] == "ok", point["note"]
         assert point["summary"]["msgs_per_s"]["median"] > 0
         assert point["summary"]["cpu_us_per_msg"]["median"] > 0
     text = report.markdown(data)
     assert "## Threads: wsfast.sync against websockets.sync, 1 connection" in text
-    assert "| server | 64 B |" in text and "| client | 64 B |" in text
+    assert "| server | 64 B |" in text and "| client | 64 B |" in text and "| client + server | 64 B |" in text
     assert any("sync 64 wsfast-sync-client run 1:" in line for line in lines)

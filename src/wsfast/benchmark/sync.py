@@ -4,7 +4,8 @@
 Server side: the server under test (an echo handler, a thread per
 connection) in its own process, the same client (:mod:`wsfast.sync`) against
 both. Client side: the client under test in its own process, the same server
-(:mod:`wsfast.sync`) for both. Each run: connect, 0.2 s of warm-up, a text
+(:mod:`wsfast.sync`) for both. Both sides: each library's client against its
+own server (CPU: both processes'). Each run: connect, 0.2 s of warm-up, a text
 ``mark`` (the server notes its CPU time), round trips of one binary message
 for ``duration`` seconds, a text ``report`` (the server answers its CPU
 time since the mark). The implementations alternate run by run.
@@ -29,15 +30,14 @@ from ._common import payload, summarize
 
 __all__ = ["IMPLS", "LABELS", "run_scenario", "summarize_point", "markdown", "main"]
 
-IMPLS = ("wsfast-sync-server", "websockets-sync-server", "wsfast-sync-client", "websockets-sync-client")
+SIDES = ("server", "client", "pair")
+IMPLS = tuple(f"{lib}-sync-{side}" for side in SIDES for lib in ("wsfast", "websockets"))
 LABELS = {
-    "wsfast-sync-server": "wsfast.sync server",
-    "websockets-sync-server": "websockets.sync server",
-    "wsfast-sync-client": "wsfast.sync client",
-    "websockets-sync-client": "websockets.sync client",
+    f"{lib}-sync-{side}": f"{lib}.sync {'client and server' if side == 'pair' else side}"
+    for lib in ("wsfast", "websockets")
+    for side in SIDES
 }
-LIBRARY = {"wsfast-sync-server": "wsfast", "wsfast-sync-client": "wsfast"}
-LIBRARY.update({"websockets-sync-server": "websockets", "websockets-sync-client": "websockets"})
+LIBRARY = {impl: impl.split("-", 1)[0] for impl in IMPLS}
 WARMUP = 0.2
 MAX_SIZE = 4 * 1024 * 1024
 
@@ -202,7 +202,7 @@ def run_scenario(suite: Any, loop: str, impls: list[str]) -> None:
     config = suite.config
     env = dict(os.environ)
     tested, fixed = suite.cores
-    libs = {LIBRARY[impl] for impl in impls if impl.endswith("-server")}
+    libs = {LIBRARY[impl] for impl in impls if not impl.endswith("-client")}
     servers = {lib: _Server(lib, env, tested) for lib in libs}  # under test
     servers["fixed"] = _Server("wsfast", env, fixed)  # the counterpart of the clients
     try:
@@ -210,17 +210,21 @@ def run_scenario(suite: Any, loop: str, impls: list[str]) -> None:
             for rep in range(config.runs):
                 for impl in impls:
                     lib = LIBRARY[impl]
-                    if impl.endswith("-server"):  # the server under test, the wsfast.sync client
+                    side = impl.rsplit("-", 1)[1]
+                    if side == "server":  # the server under test, the wsfast.sync client
                         result = _client_run("wsfast", servers[lib].uri, size, config.duration, env, fixed)
-                    else:  # the client under test, the wsfast.sync server
+                    elif side == "client":  # the client under test, the wsfast.sync server
                         result = _client_run(lib, servers["fixed"].uri, size, config.duration, env, tested)
+                    else:  # the library's client against its server
+                        result = _client_run(lib, servers[lib].uri, size, config.duration, env, fixed)
+                        if "error" not in result:
+                            result["pair_cpu_us"] = result["client_cpu_us"] + result["server_cpu_us"]
                     point = suite.point("sync", loop, size, impl)
                     if "error" in result:
                         suite.fail("sync", loop, size, impl, result["error"])
                         continue
                     point["runs"].append(result)
                     suite.step += 1
-                    side = "server" if impl.endswith("-server") else "client"
                     suite.say(
                         f"[{suite.step}/{suite.total}] sync {size} {impl} run {rep + 1}:"
                         f" {result['msgs_per_s']:,.0f} msg/s, {result[side + '_cpu_us']:.1f} µs CPU per round trip"
@@ -239,7 +243,7 @@ def summarize_point(point: dict[str, Any]) -> dict[str, Any]:
         return point
     point["status"] = "ok"
     point["note"] = f"{len(errors)} run(s) failed: {errors[0]}" if errors else ""
-    side = "server" if point["impl"].endswith("-server") else "client"
+    side = point["impl"].rsplit("-", 1)[1]
     point["summary"] = {
         "msgs_per_s": summarize([r["msgs_per_s"] for r in good]),
         "cpu_us_per_msg": summarize([r[f"{side}_cpu_us"] for r in good]),
@@ -265,22 +269,22 @@ def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str) -
         "",
         f"One connection, request-response, median of {config['runs']} runs of {config['duration']} s per cell"
         " (implementations alternating). Server side: the same wsfast.sync client against each server; client"
-        " side: each client against the same wsfast.sync server. CPU: user + system time of the side under"
-        " test per round trip. Ratio: wsfast.sync over websockets.sync (msgs/s), websockets.sync over"
-        " wsfast.sync (CPU).",
+        " side: each client against the same wsfast.sync server; pair: each library's client against its own"
+        " server. CPU: user + system time of the side under test per round trip (pair: of both processes)."
+        " Ratio: wsfast.sync over websockets.sync (msgs/s), websockets.sync over wsfast.sync (CPU).",
         "",
         "| side | size | wsfast.sync msgs/s | websockets.sync msgs/s | ratio | wsfast.sync CPU µs"
         " | websockets.sync CPU µs | ratio |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for side in ("server", "client"):
+    for side in SIDES:
         for size in sizes:
             mine = by_key.get((f"wsfast-sync-{side}", size))
             theirs = by_key.get((f"websockets-sync-{side}", size))
             rate, their_rate = _median(mine, "msgs_per_s"), _median(theirs, "msgs_per_s")
             cpu, their_cpu = _median(mine, "cpu_us_per_msg"), _median(theirs, "cpu_us_per_msg")
             cells = [
-                side,
+                "client + server" if side == "pair" else side,
                 size_label(size),
                 f"{rate:,.0f}" if rate else "-",
                 f"{their_rate:,.0f}" if their_rate else "-",

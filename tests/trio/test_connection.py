@@ -434,3 +434,31 @@ def test_close_with_a_full_queue_and_no_close_timeout() -> None:
         assert closed == [4000]
 
     run(test)
+
+
+def test_keepalive_ends_a_connection_whose_peer_reads_nothing() -> None:
+    """The handler's send blocks (the peer reads nothing, and answers no
+    ping): the keepalive cannot even write its ping; after ping_timeout and
+    close_timeout the connection is aborted and the send raises."""
+    outcome: list[str] = []
+
+    async def flood(ws: wsfast.trio.WebSocket) -> None:
+        try:
+            while True:
+                await ws.send(b"f" * 65536)
+        except ConnectionClosed:
+            outcome.append("closed")
+
+    async def test() -> None:
+        async with trio.open_nursery() as nursery:
+            srv = await server(nursery, flood, ping_interval=0.05, ping_timeout=0.1, close_timeout=0.1)
+            peer = await RawPeer.connect(srv.port)  # never reads again
+            while not srv.connections:
+                await trio.sleep(0.01)
+            while srv.connections:
+                await trio.sleep(0.01)
+            await peer.stream.aclose()
+            nursery.cancel_scope.cancel()
+        assert outcome == ["closed"]
+
+    run(test)

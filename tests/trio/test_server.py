@@ -281,3 +281,30 @@ def test_unknown_option_is_a_type_error() -> None:
             await wsfast.trio.serve(echo, "127.0.0.1", 0, stream_messages=True)
 
     run(test)
+
+
+def test_cancelling_serve_with_a_peer_that_reads_nothing_ends_within_close_timeout() -> None:
+    """The 1001 close frame cannot be written (the peer reads nothing and the
+    handler's send is blocked): the shielded shutdown gives up after
+    close_timeout instead of hanging."""
+    outcome: list[str] = []
+
+    async def flood(ws: wsfast.trio.WebSocket) -> None:
+        try:
+            while True:
+                await ws.send(b"f" * 65536)
+        finally:
+            outcome.append("handler ended")
+
+    async def test() -> None:
+        async with trio.open_nursery() as nursery:
+            srv = await server(nursery, flood, ping_interval=None, close_timeout=0.2)
+            peer = await RawPeer.connect(srv.port)  # never reads again
+            while not srv.connections:
+                await trio.sleep(0.01)
+            await trio.sleep(0.1)  # the handler's send is blocked by now
+            srv.close()
+        await peer.stream.aclose()
+        assert outcome == ["handler ended"]
+
+    run(test)

@@ -555,8 +555,10 @@ class WebSocket:
             self._release()
 
     async def _keepalive(self) -> None:
-        """A ping every ``ping_interval``; no pong within ``ping_timeout``:
-        close with 1011."""
+        """A ping every ``ping_interval``; no pong within ``ping_timeout`` (a
+        ping that cannot even be written counts too: a peer that reads
+        nothing) closes with 1011, or aborts the connection if the close
+        frame cannot be written within ``close_timeout`` either."""
         interval = self.options.ping_interval
         timeout = self.options.ping_timeout
         assert interval is not None
@@ -565,17 +567,20 @@ class WebSocket:
             if self.conn.state is not _OPEN or self._held is not None:
                 return
             waiter = _PongWaiter()
-            try:
-                await self._send_ping(b"keepalive" + os.urandom(4), waiter)
-            except ConnectionClosed:
-                return
-            if timeout is None:
-                continue
-            with trio.move_on_after(timeout):
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                try:
+                    await self._send_ping(b"keepalive" + os.urandom(4), waiter)
+                except ConnectionClosed:
+                    return
                 await waiter.event.wait()
                 continue
             logger.info("connection #%d: keepalive ping timed out, closing with 1011", self.id)
-            await self._send_close(1011, "keepalive ping timeout")
+            close_timeout = self.options.close_timeout
+            with trio.move_on_after(math.inf if close_timeout is None else close_timeout) as scope:
+                await self._send_close(1011, "keepalive ping timeout")
+            if scope.cancelled_caught:
+                logger.info("connection #%d: the close frame could not be written, aborting", self.id)
+                self._abort()
             return
 
     # ------------------------------------------------------------ ending
@@ -614,13 +619,16 @@ class WebSocket:
         stream. Call it shielded."""
         if self._done:
             return
+        timeout = self.options.close_timeout
         try:
-            if self.conn.state is _OPEN:
+            if self.conn.state is _OPEN and self._close_deadline != -math.inf:  # not aborted
                 self._held = None
-                await self._send_close(code, reason)
-                if self._close_deadline == math.inf:
-                    self._close_deadline = trio.current_time() + 10.0
-                await self._read()
+                # The close frame's write too: a peer that reads nothing never takes it.
+                with trio.move_on_after(10.0 if timeout is None else timeout):
+                    await self._send_close(code, reason)
+                    if self._close_deadline == math.inf:
+                        self._close_deadline = trio.current_time() + 10.0
+                    await self._read()
         except Exception as exc:
             logger.error("connection #%d: unexpected error while closing", self.id, exc_info=exc)
         finally:

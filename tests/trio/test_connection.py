@@ -462,3 +462,35 @@ def test_keepalive_ends_a_connection_whose_peer_reads_nothing() -> None:
         assert outcome == ["closed"]
 
     run(test)
+
+
+def test_close_while_a_send_is_blocked_by_a_peer_that_reads_nothing() -> None:
+    outcome: list[str] = []
+
+    async def stuck(ws: wsfast.trio.WebSocket) -> None:
+        async def send_forever() -> None:
+            try:
+                while True:
+                    await ws.send(b"s" * 65536)
+            except ConnectionClosed:
+                outcome.append("send raised")
+
+        async with trio.open_nursery() as senders:
+            senders.start_soon(send_forever)
+            await trio.sleep(0.1)  # the send is blocked by now
+            await ws.close()
+            outcome.append(f"closed {ws.close_code}")
+
+    async def test() -> None:
+        async with trio.open_nursery() as nursery:
+            srv = await server(nursery, stuck, ping_interval=None, close_timeout=0.1)
+            peer = await RawPeer.connect(srv.port)  # never reads again
+            while not srv.connections:
+                await trio.sleep(0.01)
+            while srv.connections:
+                await trio.sleep(0.01)
+            await peer.stream.aclose()
+            nursery.cancel_scope.cancel()
+        assert sorted(outcome) == ["closed 1006", "send raised"]
+
+    run(test)

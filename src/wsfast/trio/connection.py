@@ -316,15 +316,21 @@ class WebSocket:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection and wait until it is closed (at most
-        ``close_timeout`` after the close frame, then the stream is closed
-        without waiting). After the peer broke the protocol (a failure held
+        ``close_timeout`` to write the close frame and as long again for the
+        peer's, then the stream is closed without waiting). After the peer broke the protocol (a failure held
         for the application's replies), the failure's close frame goes
         instead."""
         self._close_requested = True
         if self._held is not None:
             self._wake_reader()
         elif self.conn.state is _OPEN and not self._done:
-            await self._send_close(code, reason)
+            # The close frame's write too: a peer that reads nothing never takes it.
+            timeout = self.options.close_timeout
+            with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                await self._send_close(code, reason)
+            if scope.cancelled_caught:
+                logger.info("connection #%d: the close frame could not be written, aborting", self.id)
+                self._abort()
         await self._closed.wait()
 
     async def wait_closed(self) -> None:

@@ -201,3 +201,31 @@ def test_stream_messages_rejected() -> None:
         serve(lambda ws: None, "127.0.0.1", 0, stream_messages=True)
     with pytest.raises(TypeError, match="unexpected"):
         serve(lambda ws: None, "127.0.0.1", 0, nonsense=1)
+
+
+def test_shutdown_from_a_handler() -> None:
+    done = threading.Event()
+
+    def handler(ws: WebSocket) -> None:
+        ws.recv(timeout=TIMEOUT)
+        server.shutdown()
+        done.set()
+
+    server = serve(handler, "127.0.0.1", 0, close_timeout=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    with connect(uri(server)) as ws:
+        ws.send("stop")
+        with pytest.raises(ConnectionClosedOK) as info:
+            ws.recv(timeout=TIMEOUT)
+        assert info.value.code == 1001
+    assert done.wait(TIMEOUT)
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
+def test_shutdown_without_serving() -> None:
+    server = serve(echo, "127.0.0.1", 0)
+    with server:
+        pass
+    assert server.socket.fileno() == -1

@@ -75,7 +75,8 @@ class Server:
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._closing = False
-        self._stopped = threading.Event()
+        self._stopped = threading.Event()  # set while serve_forever is not running
+        self._stopped.set()
         self._wake_r, self._wake_w = socket.socketpair()
 
     def __repr__(self) -> str:
@@ -91,6 +92,7 @@ class Server:
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown`; each runs in a thread."""
         listener = self.socket
+        self._stopped.clear()
         try:
             while not self._closing:
                 ready, _, _ = select.select([listener, self._wake_r], [], [])
@@ -282,7 +284,8 @@ class Server:
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
-            thread.join(0.5)
+            if thread is not threading.current_thread():  # shutdown() from a handler
+                thread.join(0.5)
         self._stopped.wait(1.0)
         self.socket.close()
         self._wake_r.close()

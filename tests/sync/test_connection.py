@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -341,3 +342,41 @@ def test_max_queue_bounds_reading_while_nobody_reads() -> None:
         for i in range(count):
             assert ws.recv(timeout=TIMEOUT)[:4] == i.to_bytes(4, "big")
         ws.send("done")
+
+
+def test_close_unblocks_a_sender_stuck_on_a_peer_that_does_not_read() -> None:
+    raw = RawServer()
+    try:
+        thread, outcome = in_thread(lambda: connect(f"ws://127.0.0.1:{raw.port}/", close_timeout=0.3))
+        sock = raw.accept()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        thread.join(TIMEOUT)
+        ws = outcome[0]
+        chunk = b"z" * 1_000_000
+
+        def flood() -> None:
+            for _ in range(1000):  # far more than the socket buffers hold
+                ws.send(chunk)
+
+        sender, result = in_thread(flood)
+        sender.join(0.3)
+        assert sender.is_alive()  # blocked in sendall
+        ws.close()
+        sender.join(TIMEOUT)
+        assert not sender.is_alive()
+        assert isinstance(result[0], ConnectionClosed)
+        assert ws.close_code == 1006
+    finally:
+        raw.close()
+
+
+def test_two_readers_share_the_messages() -> None:
+    with running() as server, connect(uri(server)) as ws:
+        got: list[Any] = []
+        readers = [in_thread(lambda: [got.append(ws.recv(timeout=TIMEOUT)) for _ in range(50)]) for _ in range(2)]
+        for i in range(100):
+            ws.send(str(i))
+        for reader, outcome in readers:
+            reader.join(TIMEOUT)
+            assert not reader.is_alive() and not isinstance(outcome[0], BaseException)
+        assert sorted(got, key=int) == [str(i) for i in range(100)]

@@ -15,8 +15,8 @@ wsfast, a raw echo over anyio's streams with no WebSocket work at all, makes
 :mod:`wsfast.asyncio` as it is, and an anyio layer would only add a
 dependency between wsfast and Trio's own :class:`trio.SSLStream`,
 :exc:`trio.TooSlowError` and ``nursery.start``. Against trio-websocket,
-each with its own client and server: 2.1x its round trips at 64 B, 10x at
-1 MiB.
+each with its own client and server: 2.1x its round trips at 64 B, 10-17x
+at 1 MiB (between runs).
 
 Options (:class:`~wsfast.options.Options`) apply as in asyncio, except
 ``write_limit`` (a Trio stream has no write buffer: ``send`` returns once

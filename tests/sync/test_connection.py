@@ -373,7 +373,12 @@ def test_close_unblocks_a_sender_stuck_on_a_peer_that_does_not_read() -> None:
 def test_two_readers_share_the_messages() -> None:
     with running() as server, connect(uri(server)) as ws:
         got: list[Any] = []
-        readers = [in_thread(lambda: [got.append(ws.recv(timeout=TIMEOUT)) for _ in range(50)]) for _ in range(2)]
+
+        def read() -> None:
+            for _ in range(50):
+                got.append(ws.recv(timeout=TIMEOUT))
+
+        readers = [in_thread(read) for _ in range(2)]
         for i in range(100):
             ws.send(str(i))
         for reader, outcome in readers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 
 import pytest
 import trio
@@ -23,6 +24,7 @@ from ..asyncio.helpers import (
     close_payload,
     frame,
     parse_close,
+    upgrade_request,
 )
 from .helpers import RawPeer, raw_server, run, server
 
@@ -464,7 +466,8 @@ def test_keepalive_ends_a_connection_whose_peer_reads_nothing() -> None:
     run(test)
 
 
-def test_close_while_a_send_is_blocked_by_a_peer_that_reads_nothing() -> None:
+@pytest.mark.parametrize("tls", [False, True])
+def test_close_while_a_send_is_blocked_by_a_peer_that_reads_nothing(tls: bool, server_ssl: ssl.SSLContext) -> None:
     outcome: list[str] = []
 
     async def stuck(ws: wsfast.trio.WebSocket) -> None:
@@ -483,13 +486,21 @@ def test_close_while_a_send_is_blocked_by_a_peer_that_reads_nothing() -> None:
 
     async def test() -> None:
         async with trio.open_nursery() as nursery:
-            srv = await server(nursery, stuck, ping_interval=None, close_timeout=0.1)
-            peer = await RawPeer.connect(srv.port)  # never reads again
+            srv = await server(nursery, stuck, ping_interval=None, close_timeout=0.1, ssl=server_ssl if tls else None)
+            if tls:  # a TLS client that sends its upgrade request, then reads nothing
+                client_ssl = ssl.create_default_context()
+                client_ssl.check_hostname = False
+                client_ssl.verify_mode = ssl.CERT_NONE
+                stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", srv.port), client_ssl)
+                await stream.send_all(upgrade_request()[0])
+                peer = RawPeer(stream, mask=True)
+            else:
+                peer = await RawPeer.connect(srv.port)  # never reads again
             while not srv.connections:
                 await trio.sleep(0.01)
             while srv.connections:
                 await trio.sleep(0.01)
-            await peer.stream.aclose()
+            await trio.aclose_forcefully(peer.stream)
             nursery.cancel_scope.cancel()
         assert sorted(outcome) == ["closed 1006", "send raised"]
 

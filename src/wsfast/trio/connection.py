@@ -615,7 +615,7 @@ class WebSocket:
                 waiter.event.set()
         self._pings.clear()
         self._wake_recv()
-        await _close_stream(self._stream)
+        await _close_stream(self._stream, graceful=self._close_deadline != -math.inf)
         logger.info("connection #%d: closed (code %d)", self.id, conn.close_code)
         self._closed.set()
 
@@ -652,12 +652,16 @@ class _PongWaiter:
         self.rtt: Optional[float] = None
 
 
-async def _close_stream(stream: trio.abc.Stream) -> None:
-    if isinstance(stream, trio.SSLStream):
-        # close_notify when it can go at once; never wait for the peer's.
+async def _close_stream(stream: trio.abc.Stream, graceful: bool) -> None:
+    """Close the stream; TLS: with a close_notify when it can go at once
+    (never waiting for the peer's), unless the connection was aborted."""
+    if graceful and isinstance(stream, trio.SSLStream):
         with trio.move_on_after(0.1):
-            await stream.aclose()
-            return
+            try:
+                await stream.aclose()
+                return
+            except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
+                pass
     await trio.aclose_forcefully(stream)
 
 

@@ -23,13 +23,16 @@ def test_sync_scenario() -> None:
         progress=lines.append,
     )
     data = run_suite(config)
-    points = {p["impl"]: p for p in data["points"]}
-    assert set(points) == set(sync.IMPLS) and len(points) == 6
-    for point in points.values():
+    assert {(p["loop"], p["impl"]) for p in data["points"]} == {
+        (placement, impl) for placement in sync.PLACEMENTS for impl in sync.IMPLS
+    }
+    for point in data["points"]:
         assert point["status"] == "ok", point["note"]
         assert point["summary"]["msgs_per_s"]["median"] > 0
         assert point["summary"]["cpu_us_per_msg"]["median"] > 0
     text = report.markdown(data)
     assert "## Threads: wsfast.sync against websockets.sync, 1 connection" in text
-    assert "| server | 64 B |" in text and "| client | 64 B |" in text and "| client + server | 64 B |" in text
-    assert any("sync 64 wsfast-sync-client run 1:" in line for line in lines)
+    for placement in sync.PLACEMENTS:
+        for side in ("server", "client", "client + server"):
+            assert f"| {placement} | {side} | 64 B |" in text
+    assert any("sync (1 core) 64 wsfast-sync-client run 1:" in line for line in lines)

@@ -106,7 +106,7 @@ def markdown(results: dict[str, Any]) -> str:
         f" {env['platform']}, {env['cpus']} CPUs; load average {env['load_average_start']} at the start,"
         f" {env['load_average_end']} at the end.",
     ]
-    if any(p["scenario"] != "fanout" for p in results["points"]):
+    if any(p["scenario"] not in ("fanout", "sync") for p in results["points"]):
         lines += [
             "",
             f"Each cell is the median of {config['runs']} runs of {config['duration']} s (after"
@@ -126,8 +126,7 @@ def markdown(results: dict[str, Any]) -> str:
                 lines += [""] + fanout.markdown(mine, config, f"{scenario.title} ({loop})")
                 continue
             if scenario.role == "sync":
-                lines += [""] + sync.markdown(mine, config, scenario.title)
-                continue
+                continue  # below: its points are per placement, not per event loop
             lines += ["", f"## {scenario.title} ({loop})", ""]
             if scenario.role in ("server", "client"):
                 impls = sorted({p["impl"] for p in mine}, key=_ORDER.index)
@@ -169,6 +168,9 @@ def markdown(results: dict[str, Any]) -> str:
             failed = [p for p in mine if p["status"] != "ok" or p["note"]]
             for p in failed:
                 lines.append(f"\n- {LABELS[p['impl']]} {size_label(p['size'])}: {p['note']}")
+    synced = [p for p in points if p["scenario"] == "sync"]
+    if synced:
+        lines += [""] + sync.markdown(synced, config, SCENARIOS["sync"].title)
     descriptions = env.get("descriptions", {})
     if descriptions:
         lines += ["", "## Implementations", ""]

@@ -589,7 +589,7 @@ class Suite:
             elif s.role == "fanout":
                 once += n * self.config.fanout_runs
             elif s.role == "sync":
-                once += n * len(self.config.sizes) * self.config.runs
+                once += n * len(self.config.sizes) * self.config.runs * len(sync.PLACEMENTS)
             else:
                 total += n * self.config.memory_runs
         return total * len(loops) + once
@@ -646,8 +646,8 @@ class Suite:
                 loop = "uvloop" if "uvloop" in loops else loops[0]
                 self.run_fanout(loop, fanout_scenarios[0])
             sync_scenarios = [s for s in chosen if s.role == "sync"]
-            if sync_scenarios and loops:  # threads: no event loop under test; recorded under the first
-                sync.run_scenario(self, loops[0], self.impls(sync_scenarios[0]))
+            if sync_scenarios:  # threads: no event loop; recorded per placement of the processes
+                sync.run_scenario(self, self.impls(sync_scenarios[0]))
         finally:
             driver.stop()
             if fixed is not None:

@@ -10,8 +10,9 @@ own server (CPU: both processes'). Each run: connect, 0.2 s of warm-up, a text
 for ``duration`` seconds, a text ``report`` (the server answers its CPU
 time since the mark). The implementations alternate run by run.
 
-The processes are pinned as in the other scenarios: the side under test on
-one core, its counterpart on another. By hand: ``main(["serve", "wsfast"])``
+Every run goes twice (:data:`PLACEMENTS`): the side under test on one core
+and its counterpart on another, as in the other scenarios, and both on one
+core. By hand: ``main(["serve", "wsfast"])``
 prints a port; ``main(["client", "wsfast", "ws://127.0.0.1:PORT", "64", "1"])``
 prints a run's figures as JSON.
 """
@@ -197,11 +198,29 @@ def _client_run(
     return result
 
 
-def run_scenario(suite: Any, loop: str, impls: list[str]) -> None:
-    """Every run of every implementation, alternating, sizes as configured."""
+PLACEMENTS = ("2 cores", "1 core")
+"""Where the two processes of a run go: each on its own core (the side under
+test on the first, as in the other scenarios), or both on the first core.
+One connection's round trips are sequential, so on one core the rate is the
+inverse of both sides' CPU time per round trip; on two, the machine's
+cross-core wake-ups are added to every round trip (on a small VM they
+dominate at 64 B, for any library). Points are recorded with the placement
+in place of the event loop."""
+
+
+def run_scenario(suite: Any, impls: list[str]) -> None:
+    """Every run of every implementation, alternating, sizes as configured,
+    in both placements."""
+    for placement in PLACEMENTS:
+        tested, fixed = suite.cores
+        if placement == "1 core":
+            fixed = tested
+        _run_placement(suite, placement, impls, tested, fixed)
+
+
+def _run_placement(suite: Any, placement: str, impls: list[str], tested: Optional[int], fixed: Optional[int]) -> None:
     config = suite.config
     env = dict(os.environ)
-    tested, fixed = suite.cores
     libs = {LIBRARY[impl] for impl in impls if not impl.endswith("-client")}
     servers = {lib: _Server(lib, env, tested) for lib in libs}  # under test
     servers["fixed"] = _Server("wsfast", env, fixed)  # the counterpart of the clients
@@ -219,14 +238,14 @@ def run_scenario(suite: Any, loop: str, impls: list[str]) -> None:
                         result = _client_run(lib, servers[lib].uri, size, config.duration, env, fixed)
                         if "error" not in result:
                             result["pair_cpu_us"] = result["client_cpu_us"] + result["server_cpu_us"]
-                    point = suite.point("sync", loop, size, impl)
+                    point = suite.point("sync", placement, size, impl)
                     if "error" in result:
-                        suite.fail("sync", loop, size, impl, result["error"])
+                        suite.fail("sync", placement, size, impl, result["error"])
                         continue
                     point["runs"].append(result)
                     suite.step += 1
                     suite.say(
-                        f"[{suite.step}/{suite.total}] sync {size} {impl} run {rep + 1}:"
+                        f"[{suite.step}/{suite.total}] sync ({placement}) {size} {impl} run {rep + 1}:"
                         f" {result['msgs_per_s']:,.0f} msg/s, {result[side + '_cpu_us']:.1f} µs CPU per round trip"
                     )
     finally:
@@ -262,8 +281,9 @@ def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str) -
     """The scenario's section of results.md: both sides, with ratios."""
     from .runner import size_label
 
-    by_key = {(p["impl"], p["size"]): p for p in points}
+    by_key = {(p["loop"], p["impl"], p["size"]): p for p in points}
     sizes = sorted({p["size"] for p in points})
+    placements = [placement for placement in PLACEMENTS if any(p["loop"] == placement for p in points)]
     lines = [
         f"## {title}",
         "",
@@ -271,30 +291,33 @@ def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str) -
         " (implementations alternating). Server side: the same wsfast.sync client against each server; client"
         " side: each client against the same wsfast.sync server; pair: each library's client against its own"
         " server. CPU: user + system time of the side under test per round trip (pair: of both processes)."
-        " Ratio: wsfast.sync over websockets.sync (msgs/s), websockets.sync over wsfast.sync (CPU).",
+        " Ratio: wsfast.sync over websockets.sync (msgs/s), websockets.sync over wsfast.sync (CPU). Processes"
+        " on 2 cores: the side under test on one, its counterpart on the other (every round trip then waits"
+        " for two cross-core wake-ups); on 1 core: both on the same one (the rate is then the inverse of the"
+        " CPU time of both sides).",
         "",
-        "| side | size | wsfast.sync msgs/s | websockets.sync msgs/s | ratio | wsfast.sync CPU µs"
+        "| processes on | side | size | wsfast.sync msgs/s | websockets.sync msgs/s | ratio | wsfast.sync CPU µs"
         " | websockets.sync CPU µs | ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for side in SIDES:
-        for size in sizes:
-            mine = by_key.get((f"wsfast-sync-{side}", size))
-            theirs = by_key.get((f"websockets-sync-{side}", size))
-            rate, their_rate = _median(mine, "msgs_per_s"), _median(theirs, "msgs_per_s")
-            cpu, their_cpu = _median(mine, "cpu_us_per_msg"), _median(theirs, "cpu_us_per_msg")
-            cells = [
-                "client + server" if side == "pair" else side,
-                size_label(size),
-                f"{rate:,.0f}" if rate else "-",
-                f"{their_rate:,.0f}" if their_rate else "-",
-                f"{rate / their_rate:.2f}x" if rate and their_rate else "-",
-                f"{cpu:.1f}" if cpu else "-",
-                f"{their_cpu:.1f}" if their_cpu else "-",
-                f"{their_cpu / cpu:.2f}x" if cpu and their_cpu else "-",
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+    for placement, side, size in ((pl, sd, sz) for pl in placements for sd in SIDES for sz in sizes):
+        mine = by_key.get((placement, f"wsfast-sync-{side}", size))
+        theirs = by_key.get((placement, f"websockets-sync-{side}", size))
+        rate, their_rate = _median(mine, "msgs_per_s"), _median(theirs, "msgs_per_s")
+        cpu, their_cpu = _median(mine, "cpu_us_per_msg"), _median(theirs, "cpu_us_per_msg")
+        cells = [
+            placement,
+            "client + server" if side == "pair" else side,
+            size_label(size),
+            f"{rate:,.0f}" if rate else "-",
+            f"{their_rate:,.0f}" if their_rate else "-",
+            f"{rate / their_rate:.2f}x" if rate and their_rate else "-",
+            f"{cpu:.1f}" if cpu else "-",
+            f"{their_cpu:.1f}" if their_cpu else "-",
+            f"{their_cpu / cpu:.2f}x" if cpu and their_cpu else "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     for p in points:
         if p["status"] != "ok" or p["note"]:
-            lines.append(f"\n- {LABELS[p['impl']]} {size_label(p['size'])}: {p['note']}")
+            lines.append(f"\n- {LABELS[p['impl']]} {size_label(p['size'])} ({p['loop']}): {p['note']}")
     return lines

@@ -99,10 +99,15 @@ def reader_trace(
     max_frame_size: Optional[int],
     expect_masked: Optional[bool],
     starts: Sequence[int] = (0,),
+    max_compressed_frame_size: Optional[int] = None,
 ) -> list[tuple[Any, ...]]:
     """Feed ``chunks`` to a FrameReader; record everything observable after each."""
-    reader = codec.FrameReader(max_frame_size=max_frame_size, expect_masked=expect_masked)
-    trace: list[tuple[Any, ...]] = [("max_frame_size", reader.max_frame_size)]
+    reader = codec.FrameReader(
+        max_frame_size=max_frame_size,
+        expect_masked=expect_masked,
+        max_compressed_frame_size=max_compressed_frame_size,
+    )
+    trace: list[tuple[Any, ...]] = [("limits", reader.max_frame_size, reader.max_compressed_frame_size)]
     for chunk in chunks:
         result = outcome(reader.feed, chunk)
         trace.append((result, reader.buffered, [reader.partial(s) for s in starts]))

@@ -762,6 +762,35 @@ def test_reader_max_frame_size_property(codec: ModuleType) -> None:
 def test_reader_rejects_negative_max_frame_size(codec: ModuleType) -> None:
     with pytest.raises(ValueError):
         codec.FrameReader(max_frame_size=-1)
+    with pytest.raises(ValueError):
+        codec.FrameReader(max_compressed_frame_size=-1)
+
+
+def test_reader_max_compressed_frame_size_property(codec: ModuleType) -> None:
+    assert codec.FrameReader().max_compressed_frame_size == 2**20  # max_frame_size's
+    assert codec.FrameReader(max_frame_size=None).max_compressed_frame_size is None
+    assert codec.FrameReader(100, None, 120).max_compressed_frame_size == 120
+
+
+@pytest.mark.parametrize("mask", [None, KEY], ids=["unmasked", "masked"])
+def test_reader_compressed_frames_have_their_own_limit(codec: ModuleType, mask: Optional[bytes]) -> None:
+    # permessage-deflate: a compressed frame (RSV1) may be a little larger
+    # than max_frame_size; an uncompressed one may not.
+    payload = random_bytes(110)
+    reader = codec.FrameReader(max_frame_size=100, max_compressed_frame_size=120)
+    assert reader.feed(raw_frame(0x2, payload, rsv=4, mask=mask)) == [(0x2, True, 4, payload)]
+    assert reader.feed(raw_frame(0x0, payload[:100], mask=mask)) == [(0x0, True, 0, payload[:100])]
+    with pytest.raises(FrameError) as info:
+        reader.feed(raw_header(0x2, 110, mask=mask))  # uncompressed: max_frame_size
+    assert info.value.code == 1009 and "max_frame_size=100" in info.value.reason
+    reader = codec.FrameReader(max_frame_size=100, max_compressed_frame_size=120)
+    with pytest.raises(FrameError) as info:
+        reader.feed(raw_header(0x1, 121, rsv=4, mask=mask))
+    assert info.value.code == 1009 and "max_compressed_frame_size=120" in info.value.reason
+    # RSV2/RSV3 alone are not compression: max_frame_size
+    with pytest.raises(FrameError) as info:
+        codec.FrameReader(100, None, 120).feed(raw_header(0x2, 110, rsv=2, mask=mask))
+    assert info.value.code == 1009
 
 
 @pytest.mark.parametrize("mask", [None, KEY], ids=["unmasked", "masked"])

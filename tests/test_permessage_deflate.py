@@ -479,6 +479,26 @@ def test_compressed_message_size_boundary(role: Role, opcode: int) -> None:
     assert_failed(conn, 1009)
 
 
+@pytest.mark.parametrize("opcode", [TEXT, BINARY])
+@pytest.mark.parametrize("pieces", [1, 7], ids=["whole", "in-pieces"])
+def test_uncompressed_message_size_boundary_with_deflate(role: Role, opcode: int, pieces: int) -> None:
+    # Compressed frames may exceed the limit by a little (deflate's overhead);
+    # an uncompressed message in one frame may not, deflate negotiated or not.
+    limit = 1000
+    for size, ok in ((limit, True), (limit + 1, False), (limit + limit // 16 + 64, False)):
+        conn = Connection(role, deflate=Deflate(), max_message_size=limit)
+        wire = peer_frame(role, opcode, b"a" * size)
+        events = []
+        for i in range(pieces):
+            events += conn.receive_data(wire[i * len(wire) // pieces : (i + 1) * len(wire) // pieces])
+        if ok:
+            assert len(events) == 1 and len(events[0].data) == size  # type: ignore[union-attr]
+            assert conn.failure is None
+        else:
+            assert events == []
+            assert_failed(conn, 1009)
+
+
 def test_compressed_fragmented_message_size_boundary(role: Role) -> None:
     limit = 10_000
     for size, ok in ((limit, True), (limit + 1, False)):

@@ -328,6 +328,9 @@ class FrameReader:
     ``max_frame_size`` (bytes, ``None`` for no limit) is checked as soon as a
     header is read, before any payload is buffered: a larger frame raises
     :class:`~wsfast.exceptions.FrameError` with code 1009.
+    ``max_compressed_frame_size`` replaces it for frames with RSV1 set
+    (compressed by permessage-deflate, whose output may be a little larger
+    than its input); ``None``: ``max_frame_size`` for those too.
     ``expect_masked`` is true on a server (clients must mask), false on a
     client (servers must not), ``None`` to accept both; a violation raises
     ``FrameError`` with code 1002.
@@ -340,6 +343,7 @@ class FrameReader:
 
     __slots__ = (
         "_max",
+        "_cmax",
         "_expect",
         "_head",
         "_payload",
@@ -349,10 +353,20 @@ class FrameReader:
         "_error",
     )
 
-    def __init__(self, max_frame_size: Optional[int] = 2**20, expect_masked: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        max_frame_size: Optional[int] = 2**20,
+        expect_masked: Optional[bool] = None,
+        max_compressed_frame_size: Optional[int] = None,
+    ) -> None:
         if max_frame_size is not None and max_frame_size < 0:
             raise ValueError("max_frame_size must not be negative")
+        if max_compressed_frame_size is None:
+            max_compressed_frame_size = max_frame_size
+        elif max_compressed_frame_size < 0:
+            raise ValueError("max_compressed_frame_size must not be negative")
         self._max = max_frame_size
+        self._cmax = max_compressed_frame_size
         self._expect = None if expect_masked is None else bool(expect_masked)
         self._head = b""
         self._payload: Optional[bytearray] = None
@@ -365,6 +379,11 @@ class FrameReader:
     def max_frame_size(self) -> Optional[int]:
         """The largest payload accepted, in bytes, or ``None``."""
         return self._max
+
+    @property
+    def max_compressed_frame_size(self) -> Optional[int]:
+        """The largest payload accepted in a frame with RSV1 set, or ``None``."""
+        return self._cmax
 
     @property
     def buffered(self) -> int:
@@ -434,6 +453,7 @@ class FrameReader:
         n = len(view)
         pos = 0
         limit = self._max
+        climit = self._cmax
         expect = self._expect
         while pos < n:
             try:
@@ -447,7 +467,11 @@ class FrameReader:
             if expect is not None and (key is not None) is not expect:
                 reason = "unmasked frame from client" if expect else "masked frame from server"
                 raise self._fail(FrameError(1002, reason), frames)
-            if limit is not None and length > limit:
+            if rsv & 4:
+                if climit is not None and length > climit:
+                    reason = f"compressed frame of {length} bytes exceeds max_compressed_frame_size={climit}"
+                    raise self._fail(FrameError(1009, reason), frames)
+            elif limit is not None and length > limit:
                 reason = f"frame of {length} bytes exceeds max_frame_size={limit}"
                 raise self._fail(FrameError(1009, reason), frames)
             start = pos + hlen

@@ -456,6 +456,9 @@ cdef class FrameReader:
     ``max_frame_size`` (bytes, ``None`` for no limit) is checked as soon as a
     header is read, before any payload is buffered: a larger frame raises
     :class:`~wsfast.exceptions.FrameError` with code 1009.
+    ``max_compressed_frame_size`` replaces it for frames with RSV1 set
+    (compressed by permessage-deflate, whose output may be a little larger
+    than its input); ``None``: ``max_frame_size`` for those too.
     ``expect_masked`` is true on a server (clients must mask), false on a
     client (servers must not), ``None`` to accept both; a violation raises
     ``FrameError`` with code 1002.
@@ -469,6 +472,9 @@ cdef class FrameReader:
     cdef object _max              # int or None
     cdef unsigned long long _limit
     cdef bint _has_limit
+    cdef object _cmax             # for RSV1 frames: int or None
+    cdef unsigned long long _climit
+    cdef bint _has_climit
     cdef int _expect              # -1: either, 0: unmasked, 1: masked
     cdef unsigned char _head[14]  # an incomplete header
     cdef Py_ssize_t _head_len
@@ -482,12 +488,19 @@ cdef class FrameReader:
     cdef bint _text               # during feed_dispatch: decode text frames for it
     cdef object _raised           # the sink's exception, re-raised at the end
 
-    def __init__(self, max_frame_size=1048576, expect_masked=None):
+    def __init__(self, max_frame_size=1048576, expect_masked=None, max_compressed_frame_size=None):
         if max_frame_size is not None and max_frame_size < 0:
             raise ValueError("max_frame_size must not be negative")
+        if max_compressed_frame_size is None:
+            max_compressed_frame_size = max_frame_size
+        elif max_compressed_frame_size < 0:
+            raise ValueError("max_compressed_frame_size must not be negative")
         self._max = max_frame_size
         self._has_limit = max_frame_size is not None and max_frame_size < 2**64
         self._limit = <unsigned long long>max_frame_size if self._has_limit else 0
+        self._cmax = max_compressed_frame_size
+        self._has_climit = max_compressed_frame_size is not None and max_compressed_frame_size < 2**64
+        self._climit = <unsigned long long>max_compressed_frame_size if self._has_climit else 0
         self._expect = -1 if expect_masked is None else (1 if expect_masked else 0)
         self._head_len = 0
         self._got = 0
@@ -503,6 +516,11 @@ cdef class FrameReader:
     def max_frame_size(self):
         """The largest payload accepted, in bytes, or ``None``."""
         return self._max
+
+    @property
+    def max_compressed_frame_size(self):
+        """The largest payload accepted in a frame with RSV1 set, or ``None``."""
+        return self._cmax
 
     @property
     def buffered(self):
@@ -650,7 +668,12 @@ cdef class FrameReader:
         cdef Py_ssize_t length
         if self._expect >= 0 and h.masked != self._expect:
             raise FrameError(1002, "unmasked frame from client" if self._expect else "masked frame from server")
-        if self._has_limit and h.length > self._limit:
+        if h.rsv & 4:
+            if self._has_climit and h.length > self._climit:
+                raise FrameError(
+                    1009, f"compressed frame of {h.length} bytes exceeds max_compressed_frame_size={self._cmax}"
+                )
+        elif self._has_limit and h.length > self._limit:
             raise FrameError(1009, f"frame of {h.length} bytes exceeds max_frame_size={self._max}")
         if h.length <= <unsigned long long>(n - start):
             length = <Py_ssize_t>h.length

@@ -270,13 +270,14 @@ class Connection:
 
         Deflate makes an incompressible message slightly larger (5 bytes per
         stored block, and a peer with a small zlib ``memLevel`` writes blocks
-        of 128 bytes), so a compressed frame may exceed ``max_frame_size`` by
-        1/16; the inflated message is still held to ``max_message_size``.
+        of 128 bytes), so a compressed frame (RSV1) may exceed
+        ``max_frame_size`` by 1/16; the inflated message is still held to
+        ``max_message_size``. Uncompressed frames keep ``max_frame_size``.
         """
         self.deflate = deflate
         limit = self.max_frame_size
         if deflate is not None and limit is not None:
-            self._reader = FrameReader(limit + limit // 16 + 64, self.role is Role.SERVER)
+            self._reader = FrameReader(limit, self.role is Role.SERVER, limit + limit // 16 + 64)
 
     # ------------------------------------------------------------ status
 
@@ -552,12 +553,7 @@ class Connection:
             size = self._msg_size + length
         limit = self.max_message_size
         if limit is not None and size > limit:
-            # Only with permessage-deflate can a single frame be over the
-            # limit (the reader allows compressed frames 1/16 more); a whole
-            # uncompressed text message in one frame is then validated as
-            # it is once complete, without a size check.
-            if opcode == OP_CONT or not fin or self.stream_messages:
-                self._fail(1009, f"message larger than max_message_size={limit}")
+            self._fail(1009, f"message larger than max_message_size={limit}")
             return
         if opcode == OP_TEXT and not self._checked:
             self._validator.reset()

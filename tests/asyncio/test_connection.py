@@ -372,6 +372,41 @@ def test_max_message_size_closes_1009(side: str) -> None:
     run(main())
 
 
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_uncompressed_message_just_over_the_limit_with_deflate(side: str) -> None:
+    # permessage-deflate negotiated: a compressed frame may be a little over
+    # max_message_size on the wire, but a message sent uncompressed may not.
+    outcome: dict[str, Any] = {}
+
+    async def handler(ws: WebSocket) -> None:
+        if side == "client":
+            await ws.recv()
+            ws.transport.send_binary(b"x" * 1001, compress=False)
+        try:
+            while True:
+                outcome.setdefault("received", []).append(len(await ws.recv()))
+        except ConnectionClosed as exc:
+            outcome["server"] = exc
+
+    async def main() -> None:
+        limit = {"max_message_size": 1000}
+        async with serve(handler, "127.0.0.1", 0, **(limit if side == "server" else {})) as server:
+            async with connect(uri(server), **(limit if side == "client" else {})) as ws:
+                assert ws.transport.conn.deflate is not None
+                if side == "server":
+                    ws.transport.send_binary(b"x" * 1001, compress=False)
+                else:
+                    await ws.send("go")
+                    with pytest.raises(ConnectionClosedError):
+                        await ws.recv()
+                await eventually(lambda: "server" in outcome)
+                closed = outcome["server"]
+                assert (closed.sent[0] if side == "server" else closed.code) == 1009
+                assert 1001 not in outcome.get("received", [])
+
+    run(main())
+
+
 def test_read_backpressure() -> None:
     """A handler that does not recv: the server stops reading above max_queue,
     then the client's send waits once its write buffer is full; nothing grows

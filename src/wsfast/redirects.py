@@ -13,15 +13,18 @@ drops the credentials (``Authorization``, ``Cookie``,
 
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+from typing import Optional, Sequence
 from urllib.parse import quote, urldefrag, urljoin, urlsplit
 
 from .auth import with_uri_credentials
-from .exceptions import InvalidRedirect, InvalidURI
+from .exceptions import InvalidHandshake, InvalidRedirect, InvalidURI, ProxyError
 from .http11 import Response
 from .uri import WebSocketURI, parse_uri
 
-__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "CREDENTIAL_HEADERS", "Redirects", "is_redirect"]
+__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "CREDENTIAL_HEADERS", "Redirects", "is_redirect", "redirect_of"]
+
+logger = logging.getLogger("wsfast.client")
 
 MAX_REDIRECTS = 10
 """Default limit of redirects followed by one connection attempt."""
@@ -40,6 +43,16 @@ _SAFE = "!$%&'()*+,/:;=?@[]~"
 def is_redirect(response: object) -> bool:
     """Whether a response to the upgrade request is a redirect to follow."""
     return isinstance(response, Response) and response.status in REDIRECT_STATUSES and "Location" in response.headers
+
+
+def redirect_of(exc: InvalidHandshake) -> Optional[Response]:
+    """The redirect that a failed opening handshake answered, or ``None``:
+    a proxy's 3xx (a captive portal, say) is no redirect of the server's."""
+    response = exc.response
+    if isinstance(exc, ProxyError) or not is_redirect(response):
+        return None
+    assert isinstance(response, Response)
+    return response
 
 
 class Redirects:
@@ -65,14 +78,17 @@ class Redirects:
         #: The URIs requested so far, without their credentials.
         self.chain = [str(uri)]
 
-    def follow(self, response: Response) -> WebSocketURI:
-        """Move on to the target of a redirect (see :func:`is_redirect`).
+    def follow(self, response: Response, *, pinned: bool = False) -> WebSocketURI:
+        """Move on to the target of a redirect (see :func:`is_redirect`),
+        logged on the ``wsfast.client`` logger.
 
         Returns the new :attr:`uri`; :attr:`headers` lose the credentials if
         the origin changes (credentials in the ``Location`` itself are used).
         Raises :class:`InvalidRedirect` for a ``Location`` that is not a
-        WebSocket or HTTP URI, a downgrade from ``wss://`` to ``ws://``, or
-        one redirect more than ``max_redirects``.
+        WebSocket or HTTP URI, a downgrade from ``wss://`` to ``ws://``, one
+        redirect more than ``max_redirects``, or another origin when the
+        client is ``pinned`` to the first one's address (``path=``,
+        ``server_hostname=``).
         """
         location = response.headers.get_all("Location")
         if len(location) != 1:
@@ -100,9 +116,14 @@ class Redirects:
             raise InvalidRedirect(f"refused a redirect from wss:// to ws:// ({new})", chain, response)
         if len(self.chain) > self.max_redirects:
             raise InvalidRedirect(f"more than {self.max_redirects} redirects", chain, response)
+        if pinned and new.origin != self.uri.origin:
+            raise InvalidRedirect(
+                "cannot follow a redirect to another origin with path= or server_hostname=", chain, response
+            )
         headers = self.headers
         if new.origin != self.uri.origin:
             headers = [(name, value) for name, value in headers if name.lower() not in CREDENTIAL_HEADERS]
+        logger.info("HTTP %d: redirected from %s to %s", response.status, self.uri, new)
         self.headers = with_uri_credentials(new, headers)
         self.uri = new
         self.chain = chain

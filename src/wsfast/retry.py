@@ -6,11 +6,15 @@ delay is drawn uniformly between 0 and a ceiling that grows by ``factor``
 after each consecutive failure, up to ``max_delay``), so that many clients
 cut off at once do not come back at once. :func:`is_retryable` tells the
 errors worth retrying from those that would fail the same way again.
+:func:`next_attempt` and :func:`reconnect_delay` are a reconnecting loop's
+decisions, logged on the ``wsfast.client`` logger the same way by every
+client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import ssl
 from typing import Callable, Optional
@@ -26,7 +30,11 @@ __all__ = [
     "Backoff",
     "is_retryable",
     "retry_after",
+    "next_attempt",
+    "reconnect_delay",
 ]
+
+logger = logging.getLogger("wsfast.client")
 
 BACKOFF_INITIAL_DELAY = 1.0
 """Default ceiling of the first delay, in seconds."""
@@ -95,6 +103,10 @@ class Backoff:
         self._ceiling = initial_delay
         self._rng = rng
 
+    def fresh(self) -> Backoff:
+        """A new backoff with the same settings, for another reconnecting loop."""
+        return Backoff(self.initial_delay, self.factor, self.max_delay, self.max_attempts, rng=self._rng)
+
     @property
     def ceiling(self) -> float:
         """The largest delay the next call to :meth:`failed` can return."""
@@ -157,3 +169,38 @@ def is_retryable(exc: BaseException) -> bool:
             return exc.response.status in RETRYABLE_STATUSES
         return isinstance(exc.__cause__, EOFError)  # the server closed the connection mid-handshake
     return False
+
+
+def next_attempt(
+    backoff: Backoff, should_retry: Callable[[Exception], bool], uri: object, exc: Exception
+) -> Optional[float]:
+    """After a failed attempt to connect to ``uri``: the delay before the
+    next one (logged as a warning), or ``None`` when ``exc`` is not to be
+    retried or ``max_attempts`` is reached (logged as an error): re-raise it."""
+    if not should_retry(exc):
+        return None
+    delay = backoff.failed(retry_after(exc))
+    if delay is None:
+        logger.error(
+            "%s: attempt %d failed (%s); giving up (max_attempts=%d)",
+            uri,
+            backoff.failures,
+            _describe(exc),
+            backoff.max_attempts,
+        )
+        return None
+    logger.warning("%s: attempt %d failed (%s); retrying in %.3f s", uri, backoff.failures, _describe(exc), delay)
+    return delay
+
+
+def reconnect_delay(backoff: Backoff, uri: object, close_code: Optional[int]) -> float:
+    """After a connection to ``uri`` that opened has ended: the delay before
+    reconnecting (logged)."""
+    delay = backoff.reopen_delay()
+    logger.info("%s: connection closed (code %s); reconnecting in %.3f s", uri, close_code, delay)
+    return delay
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

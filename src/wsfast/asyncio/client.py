@@ -5,20 +5,26 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import ssl as ssl_module
 from typing import Any, AsyncIterator, Callable, Generator, Optional, Sequence, Union
 
 from .. import __version__
 from ..auth import basic_auth_header
-from ..exceptions import InvalidHandshake, InvalidRedirect, InvalidURI, ProxyError
-from ..http11 import Response
+from ..exceptions import InvalidHandshake, InvalidRedirect, InvalidURI
 from ..options import Options
 from ..protocol import ClientConnection
 from ..proxy import ProxySetting, select_proxy
-from ..redirects import MAX_REDIRECTS, Redirects, is_redirect
-from ..retry import BACKOFF_FACTOR, BACKOFF_INITIAL_DELAY, BACKOFF_MAX_DELAY, Backoff, is_retryable, retry_after
+from ..redirects import MAX_REDIRECTS, Redirects, redirect_of
+from ..retry import (
+    BACKOFF_FACTOR,
+    BACKOFF_INITIAL_DELAY,
+    BACKOFF_MAX_DELAY,
+    Backoff,
+    is_retryable,
+    next_attempt,
+    reconnect_delay,
+)
 from ..uri import parse_uri
 from .connection import WebSocket
 from .listener import Listener
@@ -30,8 +36,6 @@ from .transport import WebSocketTransport
 __all__ = ["connect", "create_connection"]
 
 USER_AGENT = f"wsfast/{__version__}"
-
-logger = logging.getLogger("wsfast.client")
 
 _default_ssl_context: Optional[ssl_module.SSLContext] = None
 
@@ -189,25 +193,15 @@ class _Connecting:
             try:
                 await create_connection(websocket, str(redirects.uri), **{**kwargs, "extra_headers": redirects.headers})
             except InvalidHandshake as exc:
-                response = exc.response
-                if isinstance(exc, ProxyError) or not is_redirect(response):
-                    raise  # a proxy's 3xx (a captive portal, say) is no redirect of the server's
-                assert isinstance(response, Response)
-                self._follow(redirects, response)
+                response = redirect_of(exc)
+                if response is None:
+                    raise
+                if kwargs.get("sock") is not None:
+                    raise InvalidRedirect("cannot follow a redirect with sock=", redirects.chain, response) from None
+                redirects.follow(response, pinned=bool(kwargs.get("path") or kwargs.get("server_hostname")))
                 continue
             self._websocket = websocket
             return websocket
-
-    def _follow(self, redirects: Redirects, response: Response) -> None:
-        if self._kwargs.get("sock") is not None:
-            raise InvalidRedirect("cannot follow a redirect with sock=", redirects.chain, response)
-        old = redirects.uri
-        new = redirects.follow(response)
-        if new.origin != old.origin and (self._kwargs.get("path") or self._kwargs.get("server_hostname")):
-            raise InvalidRedirect(
-                "cannot follow a redirect to another origin with path= or server_hostname=", redirects.chain, response
-            )
-        logger.info("HTTP %d: redirected from %s to %s", response.status, old, new)
 
     def __await__(self) -> Generator[Any, None, WebSocket]:
         return self._connect().__await__()
@@ -225,27 +219,14 @@ class _Connecting:
         if self._kwargs.get("sock") is not None:
             raise ValueError("async for reconnects, opening connections of its own: sock= cannot be used with it")
         uri = parse_uri(self._uri)
-        settings = self._backoff  # each loop has a backoff of its own
-        backoff = Backoff(settings.initial_delay, settings.factor, settings.max_delay, settings.max_attempts)
+        backoff = self._backoff.fresh()  # each loop has a backoff of its own
         while True:
             try:
                 websocket = await self._connect()
             except Exception as exc:
-                if not self._should_retry(exc):
-                    raise
-                delay = backoff.failed(retry_after(exc))
+                delay = next_attempt(backoff, self._should_retry, uri, exc)
                 if delay is None:
-                    logger.error(
-                        "%s: attempt %d failed (%s); giving up (max_attempts=%d)",
-                        uri,
-                        backoff.failures,
-                        _describe(exc),
-                        backoff.max_attempts,
-                    )
                     raise
-                logger.warning(
-                    "%s: attempt %d failed (%s); retrying in %.3f s", uri, backoff.failures, _describe(exc), delay
-                )
                 await asyncio.sleep(delay)
                 continue
             backoff.opened()
@@ -253,14 +234,7 @@ class _Connecting:
                 yield websocket
             finally:
                 await websocket.close()
-            delay = backoff.reopen_delay()
-            logger.info("%s: connection closed (code %s); reconnecting in %.3f s", uri, websocket.close_code, delay)
-            await asyncio.sleep(delay)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            await asyncio.sleep(reconnect_delay(backoff, uri, websocket.close_code))
 
 
 def connect(

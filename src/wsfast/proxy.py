@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional, TypeVar, Union
+from typing import Any, Callable, Literal, Optional, Sequence, TypeVar, Union
 from urllib.parse import unquote, urlsplit
 
 from .auth import basic_auth_header
@@ -240,9 +240,14 @@ def socks_arguments(proxy: Proxy) -> dict[str, Any]:
 
 def proxy_unreachable(proxy: Proxy, exc: OSError) -> OSError:
     """``exc`` (same class and errno) with a message naming the proxy;
-    python-socks' own error is replaced by the one it wraps."""
-    if isinstance(exc.__cause__, OSError) and type(exc).__module__.startswith("python_socks"):
-        exc = exc.__cause__
+    python-socks' own error is replaced by the one it wraps, and Trio's
+    "all attempts to connect failed" by its attempt's when it made one."""
+    cause = exc.__cause__
+    attempts: Sequence[BaseException] = getattr(cause, "exceptions", ())  # trio.open_tcp_stream's group
+    if isinstance(cause, OSError) and type(exc).__module__.startswith("python_socks"):
+        exc = cause
+    elif len(attempts) == 1 and isinstance(attempts[0], OSError):
+        exc = attempts[0]
     error = type(exc)(exc.errno, f"could not connect to the proxy {proxy}: {exc.strerror or exc}")
     error.__cause__ = exc
     return error

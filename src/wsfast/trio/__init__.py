@@ -27,8 +27,8 @@ the kernel took the bytes), ``own_transport`` (asyncio only) and
 import trio as _trio  # noqa: F401  (fails here, clearly, when Trio is missing)
 
 from ..options import Options
-from .client import connect
+from .client import OpenTimeoutError, connect
 from .connection import WebSocket
 from .server import Server, serve
 
-__all__ = ["connect", "serve", "Server", "WebSocket", "Options"]
+__all__ = ["connect", "serve", "Server", "WebSocket", "Options", "OpenTimeoutError"]

@@ -158,6 +158,7 @@ class WebSocket:
         self._messages: deque[Message] = deque()
         self._queued = 0
         self._reading = False
+        self._waiting = 0  # threads waiting on _cond: notified only when there are some
         self._taken = False  # recv returned a message and was not called again
         self._held: Optional[tuple[int, str]] = None  # a failure's close frame, held
         self._held_until = 0.0
@@ -247,22 +248,41 @@ class WebSocket:
                 if not self._reading:
                     self._reading = True
                     break
-                if not self._cond.wait(None if deadline is None else deadline - time.monotonic()):
+                if not self._wait_cond(None if deadline is None else deadline - time.monotonic()):
                     raise TimeoutError("no message within the timeout")
             else:
                 return self._take()
         try:
             while self._read(deadline):
-                if messages:
-                    with self._lock:
-                        return self._take()
-                if self._done:
-                    raise self._closed_error()
-            raise TimeoutError("no message within the timeout")
-        finally:
+                if messages or self._done:
+                    break
+            else:
+                raise TimeoutError("no message within the timeout")
+        except BaseException:
             with self._lock:
                 self._reading = False
+                self._notify()
+            raise
+        with self._lock:
+            self._reading = False
+            if self._waiting:
                 self._cond.notify_all()
+            if messages:
+                return self._take()
+        raise self._closed_error()
+
+    def _wait_cond(self, timeout: Optional[float]) -> bool:
+        """Wait on the condition (under the lock), counted."""
+        self._waiting += 1
+        try:
+            return self._cond.wait(timeout)
+        finally:
+            self._waiting -= 1
+
+    def _notify(self) -> None:
+        """Wake the threads waiting on the condition, if any (under the lock)."""
+        if self._waiting:
+            self._cond.notify_all()
 
     def _take(self) -> Message:
         data = self._messages.popleft()
@@ -356,7 +376,7 @@ class WebSocket:
             self._out.append(out)
         if conn.state is not _OPEN and self._close_due is None:
             self._arm_close()
-        self._cond.notify_all()
+        self._notify()
 
     def _closed_error(self) -> ConnectionClosed:
         conn = self.conn
@@ -379,14 +399,14 @@ class WebSocket:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
-                    self._cond.wait(remaining)
+                    self._wait_cond(remaining)
             try:
                 if not self._read(deadline):
                     return False
             finally:
                 with self._lock:
                     self._reading = False
-                    self._cond.notify_all()
+                    self._notify()
 
     # ------------------------------------------------------------ sending
 
@@ -537,7 +557,7 @@ class WebSocket:
         timeout = self.options.close_timeout
         self._close_due = time.monotonic() + (timeout if timeout is not None else 1e9)
         self._keepalive_due = self._pong_due = None
-        self._cond.notify_all()
+        self._notify()
         self._wakeup.set()
 
     def _shutdown(self) -> None:
@@ -567,7 +587,7 @@ class WebSocket:
                 waiter._done = True
         self._pings.clear()
         self._held = None
-        self._cond.notify_all()
+        self._notify()
         self._wakeup.set()
         logger.info("connection: closed (code %d, peer %s)", self.conn.close_code, self.remote_address)
 
@@ -633,7 +653,7 @@ class WebSocket:
             self._abort()
         with self._write_lock, self._lock:
             while self._reading:
-                self._cond.wait(TICK)
+                self._wait_cond(TICK)
             try:
                 self.socket.close()
             except OSError:
@@ -688,7 +708,7 @@ class WebSocket:
         finally:
             with self._lock:
                 self._reading = False
-                self._cond.notify_all()
+                self._notify()
 
     def _keepalive(self, now: float) -> None:
         """Send the keepalive ping when due; close 1011 when its pong is

@@ -28,6 +28,8 @@ pytest.register_assert_rewrite("tests.codec_helpers")  # detailed assertion mess
 
 from .codec_helpers import Impls  # noqa: E402
 
+pytest_plugins = ["tests.proxy_fixtures"]  # proxy servers, for tests/proxy and tests/trio
+
 SKIP_REASON = "wsfast._speedups is not compiled"
 REQUIRE_SPEEDUPS = os.environ.get("WSFAST_REQUIRE_SPEEDUPS", "") == "1"
 

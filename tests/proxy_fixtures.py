@@ -1,7 +1,9 @@
-"""Fixtures for the proxy tests: real proxy servers (:mod:`tests.proxy.servers`),
-started once per session, and WebSocket echo servers (``ws://`` and
-``wss://``) running in a background thread, so that asyncio and blocking
-clients alike can reach them.
+"""A pytest plugin (``pytest_plugins`` in tests/conftest.py) with the fixtures
+of the proxy tests (tests/proxy, tests/trio): real proxy servers
+(:mod:`tests.proxy.servers`), started once per session, and WebSocket echo
+servers (``ws://`` and ``wss://``) running in a background thread, so that
+asyncio, Trio and blocking clients alike can reach them; and
+``no_proxy_environment``, which the proxy tests use.
 
 The echo servers answer ``"peer"`` with the port they see the client
 connect from.
@@ -19,7 +21,7 @@ import pytest
 
 import wsfast
 
-from . import servers
+from .proxy import servers
 
 AUTH = ("alice", "s3cret")
 CREDENTIALS = "alice:s3cret"
@@ -122,7 +124,7 @@ def dante(proxy_dir: Path) -> Iterator[servers.ProxyServer]:
     yield from _started(lambda: servers.dante(proxy_dir))
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No proxy from the environment unless a test sets one."""
     for name in ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "socks_proxy", "all_proxy", "no_proxy"):

@@ -16,7 +16,7 @@ from wsfast.asyncio import connect
 from wsfast.exceptions import InvalidHandshake, ProxyError
 
 from ..asyncio.helpers import run
-from .conftest import CREDENTIALS, EchoServers
+from ..proxy_fixtures import CREDENTIALS, EchoServers
 from .servers import ProxyServer, free_port
 
 # (proxy fixture, URL scheme, credentials)

@@ -15,7 +15,7 @@ from wsfast.exceptions import ProxyError
 from wsfast.proxy import TLSTunnel, connect_via_proxy, parse_proxy
 from wsfast.uri import parse_uri
 
-from .conftest import CREDENTIALS, EchoServers
+from ..proxy_fixtures import CREDENTIALS, EchoServers
 from .servers import ProxyServer, free_port
 
 sync_client = pytest.importorskip("websockets.sync.client")

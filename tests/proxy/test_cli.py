@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ..proxy_fixtures import EchoServers
 from ..test_cli import assert_one_line_error, run_cli
-from .conftest import EchoServers
 from .servers import ProxyServer, free_port
 
 

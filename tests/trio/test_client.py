@@ -94,7 +94,7 @@ def test_nursery_form() -> None:
             await ws.close()
             assert ws.close_code == 1000
             with pytest.raises(TypeError, match="nursery"):
-                await wsfast.trio.connect(f"ws://127.0.0.1:{srv.port}/")  # type: ignore[misc]
+                await wsfast.trio.connect(f"ws://127.0.0.1:{srv.port}/")
             nursery.cancel_scope.cancel()
 
     run(test)

@@ -3,6 +3,10 @@
 The same API shape as :mod:`wsfast.asyncio`'s awaitable API, in Trio's
 structured style: background work (reading, keepalive pings) runs in a
 nursery that the caller owns, and cancellation closes connections with 1001.
+The client goes through proxies and follows redirects as asyncio's does;
+``async with connect(uri).reconnecting() as connections: async for ws in
+connections`` is its reconnecting loop (the context manager owns the
+nursery the connections run in: see :func:`connect`).
 
 Native Trio, not anyio, by measurement (``bench/trio_echo.py --layers``,
 one connection, echo round trips): on Trio, anyio's streams and primitives

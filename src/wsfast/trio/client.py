@@ -145,6 +145,19 @@ async def _handshake(ws: WebSocket) -> None:
             raise InvalidHandshake("connection closed during the opening handshake")
 
 
+async def _close_and_leave(
+    manager: AsyncContextManager[trio.Nursery], ws: Optional[WebSocket], exc: Optional[BaseException]
+) -> None:
+    """Close ``ws`` with 1000, or with 1001 when the block is cancelled (the
+    background task does, shielded, within ``close_timeout``), then leave
+    the nursery; the block's own exception goes on as it is."""
+    try:
+        if ws is not None and not isinstance(exc, trio.Cancelled):
+            await ws.close()
+    finally:
+        await manager.__aexit__(None, None, None)
+
+
 class _Connecting(AsyncContextManager[WebSocket]):
     """What :func:`connect` returns: an async context manager, or with a
     nursery an awaitable; :meth:`reconnecting` for a loop that reconnects."""
@@ -182,15 +195,15 @@ class _Connecting(AsyncContextManager[WebSocket]):
                     raise
                 redirects.follow(response, pinned=bool(kwargs["path"] or kwargs["server_hostname"]))
 
-    def __await__(self) -> Generator[Any, None, WebSocket]:
-        if self._nursery is None:
-            raise TypeError("await connect(...) needs a nursery: connect(uri, nursery=nursery); or use async with")
-        return self._connect(self._nursery).__await__()
-
     def _own_nursery(self) -> AsyncContextManager[trio.Nursery]:
         if self._nursery is not None:
             raise TypeError("async with connect(...) opens a nursery of its own: leave out nursery=")
         return trio.open_nursery()
+
+    def __await__(self) -> Generator[Any, None, WebSocket]:
+        if self._nursery is None:
+            raise TypeError("await connect(...) needs a nursery: connect(uri, nursery=nursery); or use async with")
+        return self._connect(self._nursery).__await__()
 
     async def __aenter__(self) -> WebSocket:
         manager = self._own_nursery()
@@ -209,16 +222,9 @@ class _Connecting(AsyncContextManager[WebSocket]):
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        """Close with 1000, or with 1001 when the block is cancelled (shielded,
-        within ``close_timeout``); the block's own exception goes on as it is."""
+        """Close with 1000, or with 1001 when the block is cancelled."""
         assert self._manager is not None
-        try:
-            if self._ws is not None and not isinstance(
-                exc, trio.Cancelled
-            ):  # if it is, the background task closes with 1001
-                await self._ws.close()
-        finally:
-            await self._manager.__aexit__(None, None, None)
+        await _close_and_leave(self._manager, self._ws, exc)
 
     def reconnecting(self) -> _Reconnecting:
         """The connections of a loop that reconnects: see :func:`connect`."""
@@ -231,37 +237,45 @@ class _Connecting(AsyncContextManager[WebSocket]):
         )
 
 
-class _Reconnecting(_Connecting, AsyncIterator[WebSocket]):
+class _Reconnecting(AsyncContextManager["_Reconnecting"], AsyncIterator[WebSocket]):
     """``async with connect(uri).reconnecting() as connections``: a nursery
     for the connections, and an async iterator over them (see :func:`connect`)."""
 
     def __init__(self, connecting: _Connecting) -> None:
-        super().__init__(
-            connecting._uri,
-            connecting._nursery,
-            connecting._kwargs,
-            max_redirects=connecting._max_redirects,
-            backoff=connecting._backoff.fresh(),  # each loop has a backoff of its own
-            should_retry=connecting._should_retry,
-        )
-        self._running: Optional[trio.Nursery] = None
+        self._connecting = connecting
+        self._backoff = connecting._backoff.fresh()  # each loop has a backoff of its own
+        self._manager: Optional[AsyncContextManager[trio.Nursery]] = None
+        self._nursery: Optional[trio.Nursery] = None
+        self._ws: Optional[WebSocket] = None
 
-    async def __aenter__(self) -> _Reconnecting:  # type: ignore[override]
+    async def __aenter__(self) -> _Reconnecting:
         if self._manager is not None:
             raise RuntimeError("this loop was already entered: call reconnecting() again")
-        self._manager = self._own_nursery()
-        self._running = await self._manager.__aenter__()
+        self._manager = self._connecting._own_nursery()
+        self._nursery = await self._manager.__aenter__()
         return self
 
-    def __aiter__(self) -> _Reconnecting:  # type: ignore[override]
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        """Close the last connection with 1000, or with 1001 when the block is cancelled."""
+        assert self._manager is not None
+        self._nursery = None
+        await _close_and_leave(self._manager, self._ws, exc)
+
+    def __aiter__(self) -> _Reconnecting:
         return self
 
     async def __anext__(self) -> WebSocket:
         """Close the connection given last (if any) and wait a little, then
         connect, retrying with backoff; the new connection."""
-        if self._running is None:
+        nursery = self._nursery
+        if nursery is None:
             raise RuntimeError("iterate within async with connect(uri).reconnecting() as connections")
-        uri = parse_uri(self._uri)
+        uri = parse_uri(self._connecting._uri)
         backoff = self._backoff
         if self._ws is not None:
             ws, self._ws = self._ws, None
@@ -269,9 +283,9 @@ class _Reconnecting(_Connecting, AsyncIterator[WebSocket]):
             await trio.sleep(reconnect_delay(backoff, uri, ws.close_code))
         while True:
             try:
-                self._ws = await self._connect(self._running)
+                self._ws = await self._connecting._connect(nursery)
             except Exception as exc:
-                delay = next_attempt(backoff, self._should_retry, uri, exc)
+                delay = next_attempt(backoff, self._connecting._should_retry, uri, exc)
                 if delay is None:
                     raise
                 await trio.sleep(delay)

@@ -26,6 +26,18 @@ from .proxy import servers
 AUTH = ("alice", "s3cret")
 CREDENTIALS = "alice:s3cret"
 
+# (proxy fixture, URL scheme, credentials): every kind of proxy the clients go through
+PROXIES = [
+    ("tinyproxy", "http", None),
+    ("tinyproxy_auth", "http", CREDENTIALS),
+    ("https_proxy", "https", CREDENTIALS),
+    ("microsocks", "socks5", None),
+    ("microsocks", "socks5h", None),
+    ("microsocks_auth", "socks5h", CREDENTIALS),
+    ("dante", "socks4", None),
+    ("dante", "socks5", None),
+]
+
 
 async def peer_echo(ws: Any) -> None:
     async for message in ws:

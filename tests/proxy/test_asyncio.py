@@ -16,20 +16,8 @@ from wsfast.asyncio import connect
 from wsfast.exceptions import InvalidHandshake, ProxyError
 
 from ..asyncio.helpers import run
-from ..proxy_fixtures import CREDENTIALS, EchoServers
+from ..proxy_fixtures import CREDENTIALS, PROXIES, EchoServers
 from .servers import ProxyServer, free_port
-
-# (proxy fixture, URL scheme, credentials)
-PROXIES = [
-    ("tinyproxy", "http", None),
-    ("tinyproxy_auth", "http", CREDENTIALS),
-    ("https_proxy", "https", CREDENTIALS),
-    ("microsocks", "socks5", None),
-    ("microsocks", "socks5h", None),
-    ("microsocks_auth", "socks5h", CREDENTIALS),
-    ("dante", "socks4", None),
-    ("dante", "socks5", None),
-]
 
 
 async def through(uri: str, client_ssl: ssl.SSLContext, **kwargs: Any) -> tuple[int, Any]:

@@ -14,22 +14,10 @@ import wsfast.trio
 from wsfast.exceptions import InvalidHandshake, InvalidProxy, ProxyError
 
 from ..proxy.servers import ProxyServer, free_port
-from ..proxy_fixtures import CREDENTIALS, EchoServers
+from ..proxy_fixtures import CREDENTIALS, PROXIES, EchoServers
 from .helpers import RawPeer, raw_server, run, server
 
 pytestmark = pytest.mark.usefixtures("no_proxy_environment")
-
-# (proxy fixture, URL scheme, credentials)
-PROXIES = [
-    ("tinyproxy", "http", None),
-    ("tinyproxy_auth", "http", CREDENTIALS),
-    ("https_proxy", "https", CREDENTIALS),
-    ("microsocks", "socks5", None),
-    ("microsocks", "socks5h", None),
-    ("microsocks_auth", "socks5h", CREDENTIALS),
-    ("dante", "socks4", None),
-    ("dante", "socks5", None),
-]
 
 
 async def through(uri: str, client_ssl: ssl.SSLContext, **kwargs: Any) -> tuple[int, trio.abc.Stream]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import pytest
 import trio
@@ -54,6 +54,17 @@ async def accept_and_echo(peer: RawPeer) -> None:
 async def echo_once(ws: wsfast.trio.WebSocket) -> Any:
     await ws.send("ping")
     return await ws.recv()
+
+
+async def first_echo(on_connection: Callable[[RawPeer], Awaitable[None]]) -> None:
+    """Reconnect to a raw server running ``on_connection`` until a connection echoes."""
+    async with trio.open_nursery() as nursery:
+        port = await raw_server(nursery, on_connection)
+        async with wsfast.trio.connect(f"ws://127.0.0.1:{port}/", **FAST).reconnecting() as connections:
+            async for ws in connections:
+                assert await echo_once(ws) == "ping"
+                break
+        nursery.cancel_scope.cancel()
 
 
 async def until(condition: Any) -> None:
@@ -108,17 +119,8 @@ def test_503_then_101_and_retry_after_within_max_delay(caplog: pytest.LogCapture
             f"HTTP/1.1 503 Service Unavailable\r\n{retry_after}Content-Length: 4\r\n\r\nbusy".encode()
         )
 
-    async def test() -> None:
-        async with trio.open_nursery() as nursery:
-            port = await raw_server(nursery, flaky)
-            async with wsfast.trio.connect(f"ws://127.0.0.1:{port}/", **FAST).reconnecting() as connections:
-                async for ws in connections:
-                    assert await echo_once(ws) == "ping"
-                    break
-            nursery.cancel_scope.cancel()
-
     with caplog.at_level(logging.INFO, logger="wsfast.client"):
-        run(test)
+        run(lambda: first_echo(flaky))
     assert len(requests) == 3
     (first, reason1, delay1), (second, reason2, delay2) = retries(caplog)
     assert (first, second) == (1, 2)
@@ -185,17 +187,8 @@ def test_eof_during_the_handshake_is_retried(caplog: pytest.LogCaptureFixture) -
         else:
             await accept_and_echo(peer)
 
-    async def test() -> None:
-        async with trio.open_nursery() as nursery:
-            port = await raw_server(nursery, hang_up_first)
-            async with wsfast.trio.connect(f"ws://127.0.0.1:{port}/", **FAST).reconnecting() as connections:
-                async for ws in connections:
-                    assert await echo_once(ws) == "ping"
-                    break
-            nursery.cancel_scope.cancel()
-
     with caplog.at_level(logging.INFO, logger="wsfast.client"):
-        run(test)
+        run(lambda: first_echo(hang_up_first))
     ((attempt, reason, delay),) = retries(caplog)
     assert "connection closed during the opening handshake" in reason
     assert attempt == 1 and 0 <= delay <= 0.01

@@ -67,6 +67,14 @@ async def first_echo(on_connection: Callable[[RawPeer], Awaitable[None]]) -> Non
         nursery.cancel_scope.cancel()
 
 
+async def refusing_socket() -> trio.socket.SocketType:
+    """A socket bound to a free port and not listening: connections to it
+    are refused until ``listen()``."""
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 async def until(condition: Any) -> None:
     while not condition():
         await trio.sleep(0.005)
@@ -74,8 +82,7 @@ async def until(condition: Any) -> None:
 
 def test_server_down_then_up(caplog: pytest.LogCaptureFixture) -> None:
     async def test() -> None:
-        sock = trio.socket.socket()
-        await sock.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        sock = await refusing_socket()
         uri = f"ws://127.0.0.1:{sock.getsockname()[1]}/"
 
         async def come_up_after_failures() -> None:
@@ -222,27 +229,25 @@ def test_timeouts_are_retried_up_to_max_attempts(caplog: pytest.LogCaptureFixtur
 
 def test_max_attempts_and_should_retry(caplog: pytest.LogCaptureFixture) -> None:
     async def test() -> None:
-        sock = trio.socket.socket()
-        await sock.bind(("127.0.0.1", 0))  # refused
-        uri = f"ws://127.0.0.1:{sock.getsockname()[1]}/"
-        with pytest.raises(OSError):
-            async with wsfast.trio.connect(uri, max_attempts=4, **FAST).reconnecting() as connections:
-                async for _ in connections:
-                    raise AssertionError("connected")
-        assert [attempt for attempt, _, _ in retries(caplog)] == [1, 2, 3]
-        caplog.clear()
-        judged: list[Exception] = []
+        with await refusing_socket() as sock:
+            uri = f"ws://127.0.0.1:{sock.getsockname()[1]}/"
+            with pytest.raises(OSError):
+                async with wsfast.trio.connect(uri, max_attempts=4, **FAST).reconnecting() as connections:
+                    async for _ in connections:
+                        raise AssertionError("connected")
+            assert [attempt for attempt, _, _ in retries(caplog)] == [1, 2, 3]
+            caplog.clear()
+            judged: list[Exception] = []
 
-        def never(exc: Exception) -> bool:
-            judged.append(exc)
-            return False
+            def never(exc: Exception) -> bool:
+                judged.append(exc)
+                return False
 
-        with pytest.raises(OSError):
-            async with wsfast.trio.connect(uri, should_retry=never, **FAST).reconnecting() as connections:
-                async for _ in connections:
-                    raise AssertionError("connected")
-        assert len(judged) == 1 and retries(caplog) == []
-        sock.close()
+            with pytest.raises(OSError):
+                async with wsfast.trio.connect(uri, should_retry=never, **FAST).reconnecting() as connections:
+                    async for _ in connections:
+                        raise AssertionError("connected")
+            assert len(judged) == 1 and retries(caplog) == []
 
     with caplog.at_level(logging.INFO, logger="wsfast.client"):
         run(test)

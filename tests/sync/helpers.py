@@ -71,6 +71,51 @@ def frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0) -> 
     return head + payload
 
 
+def read_head(sock: socket.socket) -> bytes:
+    """The head of the HTTP request the client sent."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk
+        head += chunk
+    return head
+
+
+def accept_upgrade(sock: socket.socket) -> bytes:
+    """Read the upgrade request and answer 101; the request's head."""
+    head = read_head(sock)
+    lines = head.split(b"\r\n")
+    key = next(line.split(b":", 1)[1].strip() for line in lines if line.lower().startswith(b"sec-websocket-key"))
+    accept = base64.b64encode(hashlib.sha1(key + GUID.encode()).digest())
+    sock.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+    return head
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """One masked frame from the client: ``(opcode, payload)``."""
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "the client closed the connection"
+            data += chunk
+        return data
+
+    b0, b1 = exactly(2)
+    length = b1 & 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", exactly(2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", exactly(8))
+    key = exactly(4)
+    payload = bytes(b ^ key[i % 4] for i, b in enumerate(exactly(length)))
+    return b0 & 0x0F, payload
+
+
 class RawServer:
     """A listening socket whose peer behaviour the test writes by hand."""
 
@@ -86,43 +131,13 @@ class RawServer:
         sock.settimeout(TIMEOUT)
         self.sock = sock
         if upgrade:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = sock.recv(4096)
-                assert chunk
-                head += chunk
-            lines = head.split(b"\r\n")
-            key = next(
-                line.split(b":", 1)[1].strip() for line in lines if line.lower().startswith(b"sec-websocket-key")
-            )
-            accept = base64.b64encode(hashlib.sha1(key + GUID.encode()).digest())
-            sock.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
+            accept_upgrade(sock)
         return sock
 
     def read_frame(self) -> tuple[int, bytes]:
         """One masked frame from the client: ``(opcode, payload)``."""
         assert self.sock is not None
-        b0, b1 = self._exactly(2)
-        length = b1 & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", self._exactly(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", self._exactly(8))
-        key = self._exactly(4)
-        payload = bytes(b ^ key[i % 4] for i, b in enumerate(self._exactly(length)))
-        return b0 & 0x0F, payload
-
-    def _exactly(self, n: int) -> bytes:
-        assert self.sock is not None
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            assert chunk, "the client closed the connection"
-            data += chunk
-        return data
+        return read_frame(self.sock)
 
     def close(self) -> None:
         if self.sock is not None:

@@ -37,9 +37,14 @@ thread writing (only a close frame is waited for). With TLS, as in
 ``websockets.sync``, one thread may read the ``SSLSocket`` while another
 writes it.
 
-Options that do not apply here: ``write_limit`` (``send`` blocks in
-``sendall`` until the kernel took the data), ``own_transport`` (asyncio
-only) and ``stream_messages`` (rejected with :exc:`ValueError`).
+``send`` blocks in ``sendall`` until the kernel took the data. While a
+thread is writing (maybe stuck on a peer that pings and does not read), the
+automatic pongs wait in the sans-I/O core, bounded: beyond ``write_limit``
+bytes of them only the latest is kept (:meth:`Connection.bound_pongs`, as
+asyncio does; RFC 6455 allows answering only the most recent ping); the
+writer sends them when it is done. Options that do not apply here:
+``own_transport`` (asyncio only) and ``stream_messages`` (rejected with
+:exc:`ValueError`).
 ``fail_timeout`` applies as in the awaitable API: when the peer breaks the
 protocol, the close frame waits until the reader has taken the messages that
 came before the error and come back to ``recv`` (or closed), so that its
@@ -371,9 +376,15 @@ class WebSocket:
         conn = self.conn
         if conn.failure is not None and self._held is None and conn.state is not _OPEN:
             self._hold_failure()
-        out = conn.data_to_send()
-        if out:
-            self._out.append(out)
+        if conn.state is _OPEN and self._write_lock.locked():
+            # A thread is writing, maybe stuck on a peer that does not read:
+            # the automatic pongs wait in the core, only the latest beyond
+            # write_limit bytes; that thread takes them when it is done.
+            conn.bound_pongs(False, self.options.write_limit)
+        else:
+            out = conn.data_to_send()
+            if out:
+                self._out.append(out)
         if conn.state is not _OPEN and self._close_due is None:
             self._arm_close()
         self._notify()
@@ -470,6 +481,7 @@ class WebSocket:
         out = self._out
         lock = self._write_lock
         sock = self.socket
+        conn = self.conn
         while out:
             if not lock.acquire(wait):
                 return
@@ -486,6 +498,11 @@ class WebSocket:
                         return
             finally:
                 lock.release()
+            if conn._out:  # pongs left by a reader while this thread wrote (see _after_input)
+                with self._lock:
+                    pongs = conn.data_to_send()
+                    if pongs:
+                        out.append(pongs)
 
     def ping(self, data: Optional[bytes] = None) -> PongWaiter:
         """Send a ping; ``ping().wait(timeout)`` returns the round-trip time

@@ -6,6 +6,13 @@ connection running ``handler(ws)``.
 :meth:`Server.shutdown` (from another thread, or a handler), or use it as a
 context manager. The TLS handshake and the HTTP upgrade run in the
 connection's thread, bounded by ``open_timeout``, never in the accept loop.
+
+Limits, as in :mod:`wsfast.asyncio`: ``max_connections`` answers 503 (with
+``Retry-After: 1``) above that many connections, counted from their upgrade
+request on, so that sockets that connect and stay silent cannot shut
+clients out; those are bounded by ``max_handshakes`` (connections still in
+their opening handshake, TLS included, at most: above it the oldest is
+dropped) and by ``open_timeout``.
 """
 
 from __future__ import annotations
@@ -62,8 +69,12 @@ class Server:
         ssl: Optional[ssl_module.SSLContext] = None,
         process_request: Optional[ProcessRequest] = None,
         server_header: Optional[str] = SERVER_HEADER,
+        max_connections: Optional[int] = None,
+        max_handshakes: Optional[int] = None,
     ) -> None:
         self.socket = sock
+        self.max_connections = max_connections
+        self.max_handshakes = max_handshakes
         self.options = options
         self.ssl = ssl
         self.process_request = process_request
@@ -71,7 +82,11 @@ class Server:
         self.connections: set[WebSocket] = set()
         self._routes: Mapping[str, Handler] = handler if isinstance(handler, Mapping) else {}
         self._handler: Optional[Handler] = None if isinstance(handler, Mapping) else handler
-        self._handshaking: set[socket.socket] = set()
+        # Sockets still in their opening handshake, oldest first.
+        self._handshaking: dict[socket.socket, None] = {}
+        # Connections between their upgrade request and the end of their
+        # handshake, admitted under max_connections.
+        self._admitting = 0
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._closing = False
@@ -112,10 +127,27 @@ class Server:
                     continue
                 thread = threading.Thread(target=self._connection, args=(sock,), name="wsfast-connection", daemon=True)
                 with self._lock:
+                    if self._closing:
+                        sock.close()
+                        break
                     self._threads.add(thread)
+                    self._register(sock)
                 thread.start()
         finally:
             self._stopped.set()
+
+    def _register(self, sock: socket.socket) -> None:
+        """Count a socket in its opening handshake (under the lock, in the
+        order of accept); above ``max_handshakes``, drop the oldest."""
+        handshaking = self._handshaking
+        handshaking[sock] = None
+        if self.max_handshakes is not None and len(handshaking) > self.max_handshakes:
+            oldest = next(iter(handshaking))
+            del handshaking[oldest]
+            logger.info(
+                "connection from %s: dropped: more than %d handshakes in progress", _peer(oldest), self.max_handshakes
+            )
+            _shut(oldest)  # its thread wakes and closes it
 
     def _connection(self, sock: socket.socket) -> None:
         try:
@@ -131,22 +163,19 @@ class Server:
         handler, or ``None``."""
         options = self.options
         deadline = None if options.open_timeout is None else time.monotonic() + options.open_timeout
-        with self._lock:
-            if self._closing:
-                sock.close()
-                return None
-            self._handshaking.add(sock)
         try:
             sock.setblocking(True)
             sock.settimeout(options.open_timeout)
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            raw = sock
             if self.ssl is not None:
-                sock = self.ssl.wrap_socket(sock, server_side=True)
-                with self._lock:
-                    self._handshaking.discard(raw)
-                    self._handshaking.add(sock)
+                with self._lock:  # no I/O yet: the wrapper takes the socket's place
+                    if sock not in self._handshaking:  # dropped by max_handshakes
+                        raise ConnectionAbortedError("dropped: too many handshakes in progress")
+                    del self._handshaking[sock]
+                    sock = self.ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                    self._handshaking[sock] = None
+                sock.do_handshake()
             conn = ServerConnection(
                 select_subprotocol=options.select_subprotocol,
                 origins=options.origins,
@@ -164,7 +193,7 @@ class Server:
             return None
         finally:
             with self._lock:
-                self._handshaking.discard(sock)
+                self._handshaking.pop(sock, None)
         try:
             ws._flush(True)  # the 101 response
         except ConnectionClosed:
@@ -197,29 +226,41 @@ class Server:
                 elif isinstance(event, HandshakeFailed):
                     sock.sendall(conn.data_to_send())
                     return None
-        answer = self._decide(ws, request)
-        if isinstance(answer, Response):
-            sock.sendall(conn.reject(answer))
+        with self._lock:
+            self._handshaking.pop(sock, None)  # the request arrived
+            limit = self.max_connections
+            admitted = limit is None or len(self.connections) + self._admitting < limit
+            if admitted:
+                self._admitting += 1
+        if not admitted:
+            sock.sendall(conn.reject(error_response(503, "Too many connections", [("Retry-After", "1")])))
             return None
         try:
-            response = conn.accept(extra_headers=self.options.extra_headers)
-        except InvalidHandshake as exc:
-            assert isinstance(exc.response, Response)
-            sock.sendall(conn.reject(exc.response))
-            return None
-        except Exception:  # a select_subprotocol callback failed
-            logger.exception("connection from %s: error while accepting the request", ws.remote_address)
-            sock.sendall(conn.reject(error_response(500, "Internal Server Error")))
-            return None
-        # Registered before the 101 is written, and written through the
-        # connection's queue: a shutdown from now on closes it with 1001,
-        # its close frame behind the 101.
-        sock.settimeout(None)
-        ws._out.append(response)
-        with self._lock:
-            self._handshaking.discard(sock)
-            self.connections.add(ws)
-        return answer
+            answer = self._decide(ws, request)
+            if isinstance(answer, Response):
+                sock.sendall(conn.reject(answer))
+                return None
+            try:
+                response = conn.accept(extra_headers=self.options.extra_headers)
+            except InvalidHandshake as exc:
+                assert isinstance(exc.response, Response)
+                sock.sendall(conn.reject(exc.response))
+                return None
+            except Exception:  # a select_subprotocol callback failed
+                logger.exception("connection from %s: error while accepting the request", ws.remote_address)
+                sock.sendall(conn.reject(error_response(500, "Internal Server Error")))
+                return None
+            # Registered before the 101 is written, and written through the
+            # connection's queue: a shutdown from now on closes it with 1001,
+            # its close frame behind the 101.
+            sock.settimeout(None)
+            ws._out.append(response)
+            with self._lock:
+                self.connections.add(ws)
+            return answer
+        finally:
+            with self._lock:
+                self._admitting -= 1
 
     def _decide(self, ws: WebSocket, request: Request) -> Union[Handler, Response]:
         """The handler for this request, or the response that answers it."""
@@ -322,6 +363,8 @@ def serve(
     ssl: Optional[ssl_module.SSLContext] = None,
     process_request: Optional[ProcessRequest] = None,
     server_header: Optional[str] = SERVER_HEADER,
+    max_connections: Optional[int] = None,
+    max_handshakes: Optional[int] = None,
     backlog: int = 100,
     reuse_port: bool = False,
     **kwargs: Any,
@@ -336,7 +379,10 @@ def serve(
     closed with 1000; if it raises, with 1011 (and the error is logged).
     ``process_request(ws, request)`` may answer the request with a plain
     HTTP response instead. ``path`` listens on a Unix socket, ``sock`` on a
-    bound socket; ``ssl`` serves ``wss://``. Other keyword arguments are
+    bound socket; ``ssl`` serves ``wss://``. ``max_connections`` answers 503
+    above that many connections (counted from their upgrade request on);
+    ``max_handshakes`` bounds the connections still in their opening
+    handshake (the oldest is dropped). Other keyword arguments are
     :class:`~wsfast.options.Options` fields (``write_limit`` and
     ``own_transport`` are accepted and ignored; ``stream_messages`` raises
     :exc:`ValueError`).
@@ -365,7 +411,16 @@ def serve(
                 sock.close()
                 raise
         sock.listen(backlog)
-    return Server(sock, handler, options, ssl=ssl, process_request=process_request, server_header=server_header)
+    return Server(
+        sock,
+        handler,
+        options,
+        ssl=ssl,
+        process_request=process_request,
+        server_header=server_header,
+        max_connections=max_connections,
+        max_handshakes=max_handshakes,
+    )
 
 
 def unix_serve(handler: Union[Handler, Mapping[str, Handler]], path: str, **kwargs: Any) -> Server:

@@ -36,3 +36,7 @@ def test_sync_scenario() -> None:
         for side in ("server", "client", "client + server"):
             assert f"| {placement} | {side} | 64 B |" in text
     assert any("sync (1 core) 64 wsfast-sync-client run 1:" in line for line in lines)
+    assert "Against the floor: a raw TCP echo" in text
+    for placement in sync.PLACEMENTS:
+        row = next(line for line in text.splitlines() if line.startswith(f"| {placement} | 64 B | ") and "%" in line)
+        assert row.count("%") == 2

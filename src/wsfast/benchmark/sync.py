@@ -10,6 +10,12 @@ own server (CPU: both processes'). Each run: connect, 0.2 s of warm-up, a text
 for ``duration`` seconds, a text ``report`` (the server answers its CPU
 time since the mark). The implementations alternate run by run.
 
+The floor: a raw TCP echo over blocking sockets (:data:`RAW`: a thread per
+connection in the server process echoes what it reads, the client sends a
+message and reads as many bytes back; no WebSocket work), run as the pairs
+are, so that their rates show against what the machine allows one
+connection of request-response between two Python processes.
+
 Every run goes twice (:data:`PLACEMENTS`): the side under test on one core
 and its counterpart on another, as in the other scenarios, and both on one
 core. By hand: ``main(["serve", "wsfast"])``
@@ -22,23 +28,33 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ._common import payload, summarize
 
 __all__ = ["IMPLS", "LABELS", "run_scenario", "summarize_point", "markdown", "main"]
 
 SIDES = ("server", "client", "pair")
-IMPLS = tuple(f"{lib}-sync-{side}" for side in SIDES for lib in ("wsfast", "websockets"))
+RAW = "raw-tcp-pair"
+"""The floor: a raw TCP echo, client and server, over blocking sockets."""
+IMPLS = (*(f"{lib}-sync-{side}" for side in SIDES for lib in ("wsfast", "websockets")), RAW)
 LABELS = {
-    f"{lib}-sync-{side}": f"{lib}.sync {'client and server' if side == 'pair' else side}"
-    for lib in ("wsfast", "websockets")
-    for side in SIDES
+    **{
+        f"{lib}-sync-{side}": f"{lib}.sync {'client and server' if side == 'pair' else side}"
+        for lib in ("wsfast", "websockets")
+        for side in SIDES
+    },
+    RAW: "raw TCP echo (blocking sockets, no WebSocket)",
 }
-LIBRARY = {impl: impl.split("-", 1)[0] for impl in IMPLS}
+# The floor runs with wsfast's runs.
+LIBRARY = {impl: "wsfast" if impl == RAW else impl.split("-", 1)[0] for impl in IMPLS}
+# The server process of each implementation's pair runs: "raw" for the floor.
+SERVER = {impl: "raw" if impl == RAW else LIBRARY[impl] for impl in IMPLS}
 WARMUP = 0.2
 MAX_SIZE = 4 * 1024 * 1024
 
@@ -68,10 +84,56 @@ def _echo(ws: Any) -> None:
             ws.send(message)
 
 
+def _raw_connection(sock: socket.socket) -> None:
+    """The raw server's side of a connection: its first byte says what it
+    is: ``D`` echoes what it reads; ``C`` (control) answers ``m`` (mark the
+    CPU time) with ``k`` and ``r`` with the CPU time since, a JSON line."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with sock:
+        kind = sock.recv(1)
+        if kind == b"D":
+            view = memoryview(bytearray(MAX_SIZE))
+            while True:
+                n = sock.recv_into(view)
+                if not n:
+                    return
+                sock.sendall(view[:n])
+        mark = time.process_time()
+        while True:
+            command = sock.recv(1)
+            if command == b"m":
+                mark = time.process_time()
+                sock.sendall(b"k")
+            elif command == b"r":
+                sock.sendall(json.dumps({"cpu_s": time.process_time() - mark}).encode() + b"\n")
+            else:
+                return
+
+
+def _raw_serve() -> tuple[socket.socket, int]:
+    """The raw TCP echo server: a listening socket, accepting in a thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=_raw_connection, args=(sock,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
 def _serve(lib: str) -> None:
     """Serve the echo on a free port; print it; until stdin closes."""
-    import threading
-
+    if lib == "raw":
+        listener, port = _raw_serve()
+        print(port, flush=True)
+        sys.stdin.read()
+        listener.close()
+        return
     if lib == "wsfast":
         from ..sync import serve
 
@@ -88,8 +150,70 @@ def _serve(lib: str) -> None:
     server.shutdown()
 
 
+def _round_trips(round_trip: Callable[[], Any], duration: float) -> tuple[int, float, float]:
+    """Round trips for ``duration`` seconds: their count, the seconds and
+    this process's CPU seconds."""
+    count = 0
+    cpu = time.process_time()
+    start = time.perf_counter()
+    end = start + duration
+    while True:
+        round_trip()
+        count += 1
+        if not count & 7 and time.perf_counter() >= end:
+            break
+    return count, time.perf_counter() - start, time.process_time() - cpu
+
+
+def _figures(count: int, seconds: float, cpu: float, server_cpu: float) -> dict[str, Any]:
+    return {
+        "messages": count,
+        "seconds": seconds,
+        "msgs_per_s": count / seconds,
+        "client_cpu_us": cpu / count * 1e6,
+        "server_cpu_us": server_cpu / count * 1e6,
+    }
+
+
+def _raw_client(uri: str, size: int, duration: float) -> dict[str, Any]:
+    """One run of the raw TCP echo (``uri`` gives the port)."""
+    port = int(uri.rstrip("/").rsplit(":", 1)[1])
+    data = socket.create_connection(("127.0.0.1", port))
+    control = socket.create_connection(("127.0.0.1", port))
+    data.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    control.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    message = payload(size)
+    view = memoryview(bytearray(size))
+
+    def round_trip() -> None:
+        data.sendall(message)
+        got = 0
+        while got < size:
+            n = data.recv_into(view[got:])
+            if not n:
+                raise ConnectionError("the raw echo server closed the connection")
+            got += n
+
+    with data, control:
+        data.sendall(b"D")
+        control.sendall(b"C")
+        end = time.perf_counter() + WARMUP
+        while time.perf_counter() < end:
+            round_trip()
+        control.sendall(b"m")
+        control.recv(1)
+        count, seconds, cpu = _round_trips(round_trip, duration)
+        control.sendall(b"r")
+        line = b""
+        while not line.endswith(b"\n"):
+            line += control.recv(4096)
+    return _figures(count, seconds, cpu, json.loads(line)["cpu_s"])
+
+
 def _client(lib: str, uri: str, size: int, duration: float) -> dict[str, Any]:
     """One run: the round trips, their rate, this process's and the server's CPU."""
+    if lib == "raw":
+        return _raw_client(uri, size, duration)
     if lib == "wsfast":
         from ..sync import connect
 
@@ -106,27 +230,15 @@ def _client(lib: str, uri: str, size: int, duration: float) -> dict[str, Any]:
             ws.recv()
         ws.send("mark")
         ws.recv()
-        count = 0
-        cpu = time.process_time()
-        start = time.perf_counter()
-        end = start + duration
-        while True:
+
+        def round_trip() -> None:
             ws.send(message)
             ws.recv()
-            count += 1
-            if not count & 7 and time.perf_counter() >= end:
-                break
-        seconds = time.perf_counter() - start
-        cpu = time.process_time() - cpu
+
+        count, seconds, cpu = _round_trips(round_trip, duration)
         ws.send("report")
         server_cpu = json.loads(ws.recv())["cpu_s"]
-    return {
-        "messages": count,
-        "seconds": seconds,
-        "msgs_per_s": count / seconds,
-        "client_cpu_us": cpu / count * 1e6,
-        "server_cpu_us": server_cpu / count * 1e6,
-    }
+    return _figures(count, seconds, cpu, server_cpu)
 
 
 def main(argv: list[str]) -> None:
@@ -221,7 +333,7 @@ def run_scenario(suite: Any, impls: list[str]) -> None:
 def _run_placement(suite: Any, placement: str, impls: list[str], tested: Optional[int], fixed: Optional[int]) -> None:
     config = suite.config
     env = dict(os.environ)
-    libs = {LIBRARY[impl] for impl in impls if not impl.endswith("-client")}
+    libs = {SERVER[impl] for impl in impls if not impl.endswith("-client")}
     servers = {lib: _Server(lib, env, tested) for lib in libs}  # under test
     servers["fixed"] = _Server("wsfast", env, fixed)  # the counterpart of the clients
     try:
@@ -234,7 +346,8 @@ def _run_placement(suite: Any, placement: str, impls: list[str], tested: Optiona
                         result = _client_run("wsfast", servers[lib].uri, size, config.duration, env, fixed)
                     elif side == "client":  # the client under test, the wsfast.sync server
                         result = _client_run(lib, servers["fixed"].uri, size, config.duration, env, tested)
-                    else:  # the library's client against its server
+                    else:  # the library's client against its server (the floor: raw TCP)
+                        lib = SERVER[impl]
                         result = _client_run(lib, servers[lib].uri, size, config.duration, env, fixed)
                         if "error" not in result:
                             result["pair_cpu_us"] = result["client_cpu_us"] + result["server_cpu_us"]
@@ -277,6 +390,33 @@ def _median(point: Optional[dict[str, Any]], key: str) -> Optional[float]:
     return value
 
 
+def _floor(by_key: dict[tuple[str, str, int], dict[str, Any]], placements: list[str], sizes: list[int]) -> list[str]:
+    """The table of the pairs against the raw TCP echo, their ceiling."""
+    from .runner import size_label
+
+    if not any(key[1] == RAW for key in by_key):
+        return []
+    lines = [
+        "",
+        "Against the floor: a raw TCP echo between the same two processes' placement (blocking sockets, a"
+        " thread per connection on the server side, no WebSocket work), the most one connection of"
+        " request-response between two Python processes gets. Share: a pair's msgs/s over the raw echo's.",
+        "",
+        "| processes on | size | raw TCP msgs/s | raw TCP CPU µs | wsfast.sync pair msgs/s | share"
+        " | websockets.sync pair msgs/s | share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for placement, size in ((pl, sz) for pl in placements for sz in sizes):
+        floor = by_key.get((placement, RAW, size))
+        raw, cpu = _median(floor, "msgs_per_s"), _median(floor, "cpu_us_per_msg")
+        cells = [placement, size_label(size), f"{raw:,.0f}" if raw else "-", f"{cpu:.1f}" if cpu else "-"]
+        for lib in ("wsfast", "websockets"):
+            rate = _median(by_key.get((placement, f"{lib}-sync-pair", size)), "msgs_per_s")
+            cells += [f"{rate:,.0f}" if rate else "-", f"{rate / raw:.0%}" if rate and raw else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str) -> list[str]:
     """The scenario's section of results.md: both sides, with ratios."""
     from .runner import size_label
@@ -317,6 +457,7 @@ def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str) -
             f"{their_cpu / cpu:.2f}x" if cpu and their_cpu else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _floor(by_key, placements, sizes)
     for p in points:
         if p["status"] != "ok" or p["note"]:
             lines.append(f"\n- {LABELS[p['impl']]} {size_label(p['size'])} ({p['loop']}): {p['note']}")

@@ -67,7 +67,7 @@ def frame(payload: bytes, *, opcode: int = OP_BINARY, masked: bool = False, rsv1
     return head + MASK + body
 
 
-def parse_frame(data: bytes) -> Optional[tuple[int, bool, bytes, int]]:
+def parse_frame(data: bytes | bytearray) -> Optional[tuple[int, bool, bytes, int]]:
     """``(opcode, rsv1, payload, total_length)`` of the unmasked frame at the
     start of ``data``, or ``None`` while it is incomplete."""
     if len(data) < 2:

@@ -994,11 +994,12 @@ def check_fd_limit(config: Any, impls: list[str]) -> None:
         )
 
 
-def one_run(suite: Suite, impl: str, loop: str) -> dict[str, Any]:
-    """One implementation, both phases; the run's figures (``error`` if it failed)."""
+def one_run(suite: Suite, impl: str, loop: str, config: Any = None) -> dict[str, Any]:
+    """One implementation, both phases; the run's figures (``error`` if it
+    failed). ``config``: the suite's unless given (the c100k scenario's scale)."""
     from .runner import Worker
 
-    config = suite.config
+    config = config or suite.config
     workers_count, per_process = plan(config, impl)
     clients = sum(per_process)
     redis: Optional[RedisServer] = None

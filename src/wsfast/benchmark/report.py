@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from . import fanout, sync
+from . import c100k, fanout, sync
 from ._common import import_module
 from .runner import LABELS, SCENARIOS, installed, size_label
 
@@ -106,7 +106,7 @@ def markdown(results: dict[str, Any]) -> str:
         f" {env['platform']}, {env['cpus']} CPUs; load average {env['load_average_start']} at the start,"
         f" {env['load_average_end']} at the end.",
     ]
-    if any(p["scenario"] not in ("fanout", "sync") for p in results["points"]):
+    if any(p["scenario"] not in ("fanout", "sync", "c100k") for p in results["points"]):
         lines += [
             "",
             f"Each cell is the median of {config['runs']} runs of {config['duration']} s (after"
@@ -127,6 +127,9 @@ def markdown(results: dict[str, Any]) -> str:
                 continue
             if scenario.role == "sync":
                 continue  # below: its points are per placement, not per event loop
+            if scenario.role == "c100k":
+                lines += [""] + c100k.markdown(mine, config, f"{scenario.title} ({loop})", _ORDER)
+                continue
             lines += ["", f"## {scenario.title} ({loop})", ""]
             if scenario.role in ("server", "client"):
                 impls = sorted({p["impl"] for p in mine}, key=_ORDER.index)
@@ -222,8 +225,8 @@ def charts(results: dict[str, Any], directory: str) -> list[str]:
         mine = [p for p in points if p["scenario"] == name]
         if not mine:
             continue
-        if scenario.role == "sync":
-            continue  # the table says it all
+        if scenario.role in ("sync", "c100k"):
+            continue  # the tables say it all
         if scenario.role == "fanout":
             path = os.path.join(directory, f"{name}.png")
             loop = mine[0]["loop"]

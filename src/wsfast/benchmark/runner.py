@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from .. import HAS_SPEEDUPS, IMPLEMENTATION, __version__
-from . import fanout, sync
+from . import c100k, fanout, sync
 from ._common import PEER_MODULES, import_optional, proc_rss_bytes, raise_fd_limit, summarize
 
 __all__ = ["Config", "run_suite", "summarize_points", "SCENARIOS", "LIBRARIES", "SCHEMA", "Scenario"]
@@ -46,7 +46,7 @@ class Scenario:
     """One table of the report."""
 
     name: str
-    role: str  # server, client, broadcast, memory, fanout or sync
+    role: str  # server, client, broadcast, memory, fanout, sync or c100k
     title: str
     connections: int
     variant: str = "plain"  # for servers: plain, deflate, tls or pure
@@ -66,6 +66,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("memory-2000", "memory", "Memory per idle server connection", 2000),
         Scenario("fanout", "fanout", "Fan-out: publish/subscribe across worker processes", 10000),
         Scenario("sync", "sync", "Threads: wsfast.sync against websockets.sync, 1 connection", 1),
+        Scenario("c100k", "c100k", "Many connections: memory, handshakes, echo, broadcast", 19000),
     )
 }
 
@@ -127,6 +128,19 @@ class Config:
     fanout_window: int = 32  # messages in flight at saturation (a publisher ahead of the deliveries)
     fanout_runs: int = 2
     fanout_impls: Sequence[str] = fanout.IMPLS
+    # c100k (see its module): connections of one server process, then ``c100k_total`` across workers
+    c100k_counts: Sequence[int] = (10000, 19000)
+    c100k_idle: int = 18000
+    c100k_handshakes: int = 1000
+    c100k_concurrency: int = 100  # handshakes in flight per loader
+    c100k_active: int = 1000
+    c100k_echo_rounds: int = 20
+    c100k_echo_interval: float = 0.1
+    c100k_broadcast_rounds: int = 5
+    c100k_per_process: int = 10000  # connections per loader process
+    c100k_total: int = 100000
+    c100k_workers: int = 6
+    c100k_rate_seconds: float = 5.0
     quick: bool = False
     command: str = ""
     progress: Callable[[str], None] = field(default=lambda line: None, repr=False)
@@ -145,6 +159,16 @@ class Config:
             "fanout_rate_seconds": 3.0,
             "fanout_saturation_seconds": 2.0,
             "fanout_runs": 1,
+            "c100k_counts": (1000, 2000),
+            "c100k_idle": 1800,
+            "c100k_handshakes": 200,
+            "c100k_active": 100,
+            "c100k_echo_rounds": 10,
+            "c100k_broadcast_rounds": 3,
+            "c100k_per_process": 1000,
+            "c100k_total": 4000,
+            "c100k_workers": 2,
+            "c100k_rate_seconds": 2.0,
             "quick": True,
         }
         values.update(overrides)
@@ -309,6 +333,8 @@ class Suite:
             return self.config.memory_connections
         if scenario.role == "fanout":
             return self.config.fanout_clients
+        if scenario.role == "c100k":
+            return max(self.config.c100k_counts)
         return scenario.connections
 
     def fail(self, scenario: str, loop: str, size: int, impl: str, error: str) -> None:
@@ -590,6 +616,8 @@ class Suite:
                 once += n * self.config.fanout_runs
             elif s.role == "sync":
                 once += n * len(self.config.sizes) * self.config.runs * len(sync.PLACEMENTS)
+            elif s.role == "c100k":
+                once += n
             else:
                 total += n * self.config.memory_runs
         return total * len(loops) + once
@@ -645,6 +673,10 @@ class Suite:
                 # one event loop: uvloop when selected (the fastest for every implementation), else the first
                 loop = "uvloop" if "uvloop" in loops else loops[0]
                 self.run_fanout(loop, fanout_scenarios[0])
+            if "c100k" in config.scenarios and loops:  # one event loop, as fanout
+                loop = "uvloop" if "uvloop" in loops else loops[0]
+                across = [i for i in c100k.FANOUT_IMPLS if _LIBRARY[i] in config.peers and not fanout.missing(i)]
+                c100k.run_scenario(self, loop, self.impls(SCENARIOS["c100k"]), across if config.c100k_total else [])
             sync_scenarios = [s for s in chosen if s.role == "sync"]
             if sync_scenarios:  # threads: no event loop; recorded per placement of the processes
                 sync.run_scenario(self, self.impls(sync_scenarios[0]))
@@ -698,6 +730,8 @@ class Suite:
             return fanout.summarize_point(point)
         if point["scenario"] == "sync":
             return sync.summarize_point(point)
+        if point["scenario"] == "c100k":
+            return c100k.summarize_point(point)
         good = [r for r in point["runs"] if "error" not in r]
         errors = [r["error"] for r in point["runs"] if "error" in r]
         if not good:

@@ -13,6 +13,7 @@
 * ``fanout-server``, ``fanout-clients``, ``fanout-publisher``: the processes
   of the fanout scenario (:mod:`.fanout`); their event loop keeps running
   between commands.
+* ``c100k-loader``: connections of the c100k scenario (:mod:`.c100k`).
 
 Each worker first writes one JSON line (``{"ready": ...}`` or
 ``{"error": ...}``) on its standard output, then one per command. Anything
@@ -125,6 +126,10 @@ def main(argv: list[str]) -> int:
         from .fanout import main_role
 
         return main_role(spec)
+    if role == "c100k-loader":
+        from .c100k import main_role as loader
+
+        return loader(spec)
     if role in ("driver", "client"):
         _command_loop(spec)
         return 0

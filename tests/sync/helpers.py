@@ -58,6 +58,16 @@ def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     return thread, outcome
 
 
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` every 5 ms until it holds (AssertionError after ``TIMEOUT``)."""
+    event = threading.Event()
+    for _ in range(int(TIMEOUT / 0.005)):
+        if condition():
+            return
+        event.wait(0.005)
+    raise AssertionError("timed out waiting for a condition")
+
+
 def frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0) -> bytes:
     """An unmasked frame, as a server sends it."""
     head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])

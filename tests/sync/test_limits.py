@@ -8,8 +8,7 @@ import contextlib
 import os
 import socket
 import ssl
-import threading
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -18,7 +17,7 @@ from wsfast.exceptions import ConnectionClosed, InvalidHandshake
 from wsfast.http11 import Response
 from wsfast.sync import WebSocket, connect
 
-from .helpers import TIMEOUT, RawServer, frame, in_thread, running, uri
+from .helpers import TIMEOUT, RawServer, frame, in_thread, running, uri, wait_until
 
 
 def hold(ws: WebSocket) -> None:
@@ -35,15 +34,6 @@ def silent_sockets(port: int, count: int) -> list[socket.socket]:
         sock.settimeout(TIMEOUT)
         socks.append(sock)
     return socks
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    event = threading.Event()
-    for _ in range(int(TIMEOUT / 0.005)):
-        if condition():
-            return
-        event.wait(0.005)
-    raise AssertionError("timed out")
 
 
 def test_max_connections_503_with_retry_after() -> None:
@@ -127,7 +117,7 @@ def test_pongs_bounded_while_a_writer_is_stuck() -> None:
             assert queued_bytes(ws) <= limit + 130 < 390_000  # 390,000: the 3000 pongs
             # The peer reads at last: the big message, then the pongs kept.
             reader = FrameReader(big + 1, True)
-            frames = []
+            frames: list[tuple[int, bool, int, bytes]] = []
             while not any(opcode == 0xA and payload == pings[-1] for opcode, _, _, payload in frames):
                 data = peer.recv(1 << 20)
                 assert data

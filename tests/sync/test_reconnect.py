@@ -17,30 +17,12 @@ from wsfast.exceptions import ConnectionClosed, InvalidHandshake, InvalidRedirec
 from wsfast.http11 import Headers, Request, Response
 from wsfast.sync import WebSocket, connect, reconnecting
 
-from .helpers import TIMEOUT, accept_upgrade, frame, read_frame, read_head, running
+from ..retry_logs import ceiling, logged, retries
+from .helpers import TIMEOUT, accept_upgrade, frame, read_frame, read_head, running, wait_until
 
 FAST: dict[str, Any] = {"backoff_initial_delay": 0.01, "backoff_factor": 2.0, "backoff_max_delay": 0.04}
 
 Seen = list[tuple[str, dict[str, str]]]
-
-
-def logged(caplog: pytest.LogCaptureFixture, level: int, text: str = "") -> list[tuple[Any, ...]]:
-    """The arguments of the records logged on wsfast.client at ``level``
-    whose message contains ``text``."""
-    return [
-        tuple(r.args or ())
-        for r in caplog.records
-        if r.name == "wsfast.client" and r.levelno == level and text in r.getMessage()
-    ]
-
-
-def retries(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, float]]:
-    """``(attempt, reason, delay)`` of each retry logged on wsfast.client."""
-    return [(args[1], args[2], args[3]) for args in logged(caplog, logging.WARNING)]
-
-
-def ceiling(attempt: int, initial: float = 0.01, factor: float = 2.0, maximum: float = 0.04) -> float:
-    return min(maximum, initial * factor ** (attempt - 1))
 
 
 class Acceptor:
@@ -132,7 +114,12 @@ def answer(sock: socket.socket, status: str, headers: str = "") -> bytes:
 
 def test_server_down_then_up(caplog: pytest.LogCaptureFixture, acceptor: Any) -> None:
     server = acceptor(accept_and_echo)
-    threading.Thread(target=lambda: (wait_for(lambda: len(retries(caplog)) >= 3), server.listen()), daemon=True).start()
+
+    def come_up_after_failures() -> None:
+        wait_until(lambda: len(retries(caplog)) >= 3)
+        server.listen()
+
+    threading.Thread(target=come_up_after_failures, daemon=True).start()
     with caplog.at_level(logging.INFO, logger="wsfast.client"):
         for ws in reconnecting(server.uri, **FAST):
             assert echo_once(ws) == "ping"
@@ -144,12 +131,6 @@ def test_server_down_then_up(caplog: pytest.LogCaptureFixture, acceptor: Any) ->
         assert attempt == number
         assert "ConnectionRefusedError" in reason
         assert 0 <= delay <= ceiling(attempt)
-
-
-def wait_for(condition: Callable[[], bool]) -> None:
-    event = threading.Event()
-    while not condition():
-        event.wait(0.005)
 
 
 def test_503_then_101_with_retry_after_within_max_delay(caplog: pytest.LogCaptureFixture, acceptor: Any) -> None:
@@ -249,7 +230,7 @@ def test_continue_closes_and_reconnects(acceptor: Any) -> None:
         assert echo_once(ws) == "ping"
         if count == 2:
             break
-    wait_for(lambda: len(closes) == 3)
+    wait_until(lambda: len(closes) == 3)
     assert sorted(closes) == [0, 1, 2]
 
 

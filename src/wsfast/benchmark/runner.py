@@ -617,7 +617,7 @@ class Suite:
             elif s.role == "sync":
                 once += n * len(self.config.sizes) * self.config.runs * len(sync.PLACEMENTS)
             elif s.role == "c100k":
-                once += n
+                once += n + len(c100k.across(self.config))
             else:
                 total += n * self.config.memory_runs
         return total * len(loops) + once
@@ -675,8 +675,7 @@ class Suite:
                 self.run_fanout(loop, fanout_scenarios[0])
             if "c100k" in config.scenarios and loops:  # one event loop, as fanout
                 loop = "uvloop" if "uvloop" in loops else loops[0]
-                across = [i for i in c100k.FANOUT_IMPLS if _LIBRARY[i] in config.peers and not fanout.missing(i)]
-                c100k.run_scenario(self, loop, self.impls(SCENARIOS["c100k"]), across if config.c100k_total else [])
+                c100k.run_scenario(self, loop, self.impls(SCENARIOS["c100k"]))
             sync_scenarios = [s for s in chosen if s.role == "sync"]
             if sync_scenarios:  # threads: no event loop; recorded per placement of the processes
                 sync.run_scenario(self, self.impls(sync_scenarios[0]))

@@ -69,6 +69,7 @@ def test_every_figure_of_one_process(results: dict[str, Any]) -> None:
         assert figures["echo.round_trips"] == 20 * 3  # every round trip came back
         assert 0 < figures["echo.p50_us"] <= figures["echo.p99_us"]
         assert 0 < figures[f"broadcast.{COUNT}"] <= figures[f"broadcast.{COUNT}.max"]
+        assert figures[f"broadcast.{COUNT}.server_cpu_ms"] >= 0
 
 
 @pytest.mark.skipif(not REDIS, reason="needs redis-server and redis-py")

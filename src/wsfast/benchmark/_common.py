@@ -89,6 +89,22 @@ def parse_frame(data: bytes | bytearray) -> Optional[tuple[int, bool, bytes, int
     return data[0] & 0x0F, bool(data[0] & 0x40), bytes(data[pos : pos + n]), pos + n
 
 
+def read_101(acc: bytearray, key: bytes = CLIENT_KEY) -> Optional[str]:
+    """The server's handshake response at the start of ``acc``, lowercased,
+    once complete (it is removed from ``acc``; ``None`` until then); raises
+    unless it is a 101 with the right ``Sec-WebSocket-Accept``."""
+    end = acc.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(acc[:end]).decode("latin-1").lower()
+    del acc[: end + 4]
+    if not head.startswith("http/1.1 101"):
+        raise ConnectionError(f"handshake refused: {head.splitlines()[0]}")
+    if f"sec-websocket-accept: {accept_key(key).decode().lower()}" not in head:
+        raise ConnectionError("wrong Sec-WebSocket-Accept")
+    return head
+
+
 def payload(size: int, compressible: bool = False) -> bytes:
     """A deterministic message of ``size`` bytes: random bytes, or
     JSON-like text that compresses about 3-5x."""

@@ -45,8 +45,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from . import fanout
 from ._common import (
-    CLIENT_KEY,
-    accept_key,
     frame,
     loop_factory,
     parse_frame,
@@ -54,6 +52,7 @@ from ._common import (
     proc_cpu_seconds,
     proc_rss_bytes,
     raise_fd_limit,
+    read_101,
     upgrade_request,
 )
 
@@ -148,15 +147,9 @@ class _Conn(asyncio.Protocol):
                     raise ConnectionError("unexpected greeting")
                 del acc[: len(owner.greeting)]
             else:
-                end = acc.find(b"\r\n\r\n")
-                if end < 0:
+                head = read_101(acc)
+                if head is None:
                     return
-                head = bytes(acc[:end]).decode("latin-1").lower()
-                del acc[: end + 4]
-                if not head.startswith("http/1.1 101"):
-                    raise ConnectionError(f"handshake refused: {head.splitlines()[0]}")
-                if f"sec-websocket-accept: {accept_key(CLIENT_KEY).decode().lower()}" not in head:
-                    raise ConnectionError("wrong Sec-WebSocket-Accept")
                 if owner.deflate and "permessage-deflate" not in head:
                     raise ConnectionError("permessage-deflate was not negotiated")
             self._handshake_done()

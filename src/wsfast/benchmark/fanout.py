@@ -57,7 +57,6 @@ import traceback
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from ._common import (
-    CLIENT_KEY,
     accept_key,
     frame,
     import_module,
@@ -67,6 +66,7 @@ from ._common import (
     proc_cpu_seconds,
     proc_rss_bytes,
     raise_fd_limit,
+    read_101,
     reply,
     summarize,
     upgrade_request,
@@ -548,15 +548,8 @@ class _Subscriber(asyncio.BufferedProtocol):
     def _parse(self) -> None:
         acc = self.acc
         if self.state == _HANDSHAKE:
-            end = acc.find(b"\r\n\r\n")
-            if end < 0:
+            if read_101(acc) is None:
                 return
-            head = bytes(acc[:end]).decode("latin-1").lower()
-            del acc[: end + 4]
-            if not head.startswith("http/1.1 101"):
-                raise ConnectionError(f"handshake refused: {head.splitlines()[0]}")
-            if f"sec-websocket-accept: {accept_key(CLIENT_KEY).decode().lower()}" not in head:
-                raise ConnectionError("wrong Sec-WebSocket-Accept")
             self.state = _SYNCING
             self.handshake.set_result(None)
         pos = 0

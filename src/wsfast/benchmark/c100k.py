@@ -13,8 +13,9 @@ by default):
 
 * memory: server RSS growth per connection for a plain connection, a
   connection with permessage-deflate negotiated, and a TLS connection
-  (trustme certificates), each after one message each way (zlib allocates
-  on the first message, so an idle never-used connection flatters);
+  (trustme certificates), each after one message each way (64 B; with
+  deflate 512 B of JSON-like text, compressed both ways: zlib allocates on
+  the first compressed message, so an idle never-used connection flatters);
 * handshakes: ``handshakes`` new connections (``concurrency`` in flight per
   loader) against a server holding ``idle``: per second, latency p50/p99
   from the connect call to the 101 response;
@@ -48,6 +49,7 @@ from ._common import (
     frame,
     loop_factory,
     parse_frame,
+    payload,
     percentile,
     proc_cpu_seconds,
     proc_rss_bytes,
@@ -63,6 +65,9 @@ __all__ = ["C100kError", "FANOUT_IMPLS", "main_role", "markdown", "run_scenario"
 
 MESSAGE = b"c100k:" + b"." * 58  # 64 B
 CLIENT_FRAME = frame(MESSAGE, masked=True)
+DEFLATE_MESSAGE = payload(512, compressible=True)
+"""The first message of a deflate connection: above wsfast's compression
+threshold (128 B), so that both directions compress (zlib allocates then)."""
 RAW_FRAME = len(CLIENT_FRAME)  # the raw echo returns the client's bytes
 WARMUP = 50  # connections opened before the baseline RSS is read
 FD_MARGIN = 64  # open files a process needs besides its connections
@@ -173,7 +178,7 @@ class _Conn(asyncio.Protocol):
                 raise AssertionError(f"unexpected frame (opcode {opcode})")
             if rsv1:  # the first message of a deflate connection: a fresh context
                 data = zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
-            if data != MESSAGE:
+            if data != (owner.first_payload if self.state == _FIRST else MESSAGE):
                 raise AssertionError("a message is not the one sent")
             self._message()
 
@@ -215,8 +220,8 @@ class _Loader:
             offer = "permessage-deflate; client_max_window_bits" if self.deflate else None
             self.request = upgrade_request("127.0.0.1", self.port, "/", offer)
         self.first_message = spec["app"] == "echo"  # a broadcast server would send it to everyone
-        first = frame(_deflated(MESSAGE), masked=True, rsv1=True) if self.deflate else CLIENT_FRAME
-        self.first_frame = first
+        self.first_payload = DEFLATE_MESSAGE if self.deflate else MESSAGE
+        self.first_frame = frame(_deflated(DEFLATE_MESSAGE), masked=True, rsv1=True) if self.deflate else CLIENT_FRAME
         self.expected = CLIENT_FRAME if self.raw else frame(MESSAGE)  # a message as the server sends it
         self.tls: Optional[ssl.SSLContext] = None
         if spec.get("cafile"):
@@ -686,7 +691,8 @@ def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str, o
             " raises the soft limit to it in every process): one server process holds at most"
             f" {fd - FD_MARGIN:,} connections, more need worker processes. Servers keep their libraries'"
             " defaults (keepalive pings included: the loaders answer them); every connection sends one 64 B"
-            " message and gets it back before it is counted as open; loaders parse every frame they receive and"
+            " message (with deflate: 512 B of JSON-like text, compressed both ways) and gets it back before it"
+            " is counted as open; loaders parse every frame they receive and"
             " fail the run on a missing, extra or altered message.",
             "",
         ]

@@ -1,4 +1,5 @@
-"""Options of a server or a client connection, with their defaults.
+"""Options of a server or a client connection, with their defaults, and
+the defaults every client shares (``User-Agent``, the TLS context).
 
 One :class:`Options` object is shared by every connection of a server, so
 options cost no memory per connection.
@@ -6,15 +7,22 @@ options cost no memory per connection.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from . import __version__
 from .extensions import DEFAULT_DEFLATE, PerMessageDeflate
 from .handshake import SubprotocolSelector
 from .http11 import MAX_HEAD_SIZE, MAX_HEADERS, MAX_LINE_LENGTH
 from .protocol import MAX_MESSAGE_SIZE
 
-__all__ = ["Options"]
+__all__ = ["Options", "split_options", "USER_AGENT", "default_ssl_context"]
+
+USER_AGENT = f"wsfast/{__version__}"
+"""The ``User-Agent`` of wsfast's clients (and of their CONNECT requests to proxies)."""
+
+_default_ssl_context: Optional[ssl.SSLContext] = None
 
 
 @dataclass
@@ -99,3 +107,23 @@ class Options:
             "text_as_bytes": self.text_as_bytes,
             "stream_messages": self.stream_messages,
         }
+
+
+def split_options(kwargs: dict[str, Any], api: Optional[str] = None) -> tuple[Options, dict[str, Any]]:
+    """Take the :class:`Options` fields out of ``kwargs``; return them and
+    what is left. ``api`` names an API without the callback API's
+    ``stream_messages`` (refused there)."""
+    fields = Options.__dataclass_fields__
+    options = Options(**{k: kwargs.pop(k) for k in list(kwargs) if k in fields})
+    if api is not None and options.stream_messages:
+        raise ValueError(f"stream_messages is not supported by {api} (it is for asyncio's callback API)")
+    return options, kwargs
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """The clients' default TLS context (to servers and to https:// proxies):
+    verifies certificates; created once."""
+    global _default_ssl_context
+    if _default_ssl_context is None:
+        _default_ssl_context = ssl.create_default_context()
+    return _default_ssl_context

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 from .auth import basic_auth_header
 from .exceptions import InvalidProxy, ProxyError
 from .http11 import Headers, HeadReader, HTTPError, Request, Response, parse_response, serialize_request
+from .options import default_ssl_context
 from .uri import WebSocketURI
 
 __all__ = [
@@ -391,10 +392,6 @@ class TLSTunnel:
         self.close()
 
 
-def _default_context() -> ssl_module.SSLContext:
-    return ssl_module.create_default_context()
-
-
 def connect_via_proxy(
     proxy: Proxy,
     uri: WebSocketURI,
@@ -453,7 +450,7 @@ def connect_via_proxy(
     try:
         if not proxy.is_socks:
             if proxy.scheme == "https":
-                sock = (proxy_ssl or _default_context()).wrap_socket(sock, server_hostname=proxy.host)
+                sock = (proxy_ssl or default_ssl_context()).wrap_socket(sock, server_hostname=proxy.host)
             handshake = ConnectHandshake(proxy, uri, user_agent)
             sock.sendall(handshake.request)
             while True:

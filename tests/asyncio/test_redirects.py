@@ -178,7 +178,7 @@ def test_ws_to_wss_is_followed(
 ) -> None:
     seen: Seen = []
     # A wss:// target reached by a redirect gets the default context: make it trust the test CA.
-    monkeypatch.setattr("wsfast.asyncio.client._default_ssl_context", client_ssl)
+    monkeypatch.setattr("wsfast.options._default_ssl_context", client_ssl)
 
     async def main() -> Any:
         async with serve(lambda ws: ws.send("secure"), "127.0.0.1", 0, ssl=server_ssl) as server:

@@ -168,7 +168,7 @@ def test_ws_to_wss_is_followed(
 ) -> None:
     seen: Seen = []
     # A wss:// target reached by a redirect gets the default context: make it trust the test CA.
-    monkeypatch.setattr("wsfast.trio.client._default_ssl_context", client_ssl)
+    monkeypatch.setattr("wsfast.options._default_ssl_context", client_ssl)
 
     async def test() -> None:
         async with trio.open_nursery() as nursery:

@@ -9,10 +9,9 @@ import socket
 import ssl as ssl_module
 from typing import Any, AsyncIterator, Callable, Generator, Optional, Sequence, Union
 
-from .. import __version__
 from ..auth import basic_auth_header
 from ..exceptions import InvalidHandshake, InvalidRedirect, InvalidURI
-from ..options import Options
+from ..options import USER_AGENT, Options, default_ssl_context, split_options
 from ..protocol import ClientConnection
 from ..proxy import ProxySetting, select_proxy
 from ..redirects import MAX_REDIRECTS, Redirects, redirect_of
@@ -29,23 +28,10 @@ from ..uri import parse_uri
 from .connection import WebSocket
 from .listener import Listener
 from .proxy import open_tunnel
-from .server import _split
 from .sockets import connect_socket, usable, wrap
 from .transport import WebSocketTransport
 
 __all__ = ["connect", "create_connection"]
-
-USER_AGENT = f"wsfast/{__version__}"
-
-_default_ssl_context: Optional[ssl_module.SSLContext] = None
-
-
-def default_ssl_context() -> ssl_module.SSLContext:
-    """The client's default TLS context: verifies certificates; created once."""
-    global _default_ssl_context
-    if _default_ssl_context is None:
-        _default_ssl_context = ssl_module.create_default_context()
-    return _default_ssl_context
 
 
 async def create_connection(
@@ -83,7 +69,7 @@ async def create_connection(
     ``asyncio.TimeoutError`` for the network.
     """
     wsuri = parse_uri(uri)
-    options, loop_kwargs = _split(kwargs)
+    options, loop_kwargs = split_options(kwargs)
     if wsuri.secure and ssl is None:
         ssl = default_ssl_context()
     elif not wsuri.secure and ssl is not None:

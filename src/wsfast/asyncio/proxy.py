@@ -14,6 +14,7 @@ import socket
 import ssl as ssl_module
 from typing import Optional, Union, cast
 
+from ..options import default_ssl_context
 from ..proxy import ConnectHandshake, Proxy, proxy_unreachable, socks_arguments, socks_refused
 from ..uri import WebSocketURI
 from .sockets import connect_socket
@@ -103,7 +104,7 @@ async def open_tunnel(
         transport, _ = await loop.create_connection(
             lambda: connect,
             sock=sock,
-            ssl=proxy_ssl or ssl_module.create_default_context(),
+            ssl=proxy_ssl or default_ssl_context(),
             server_hostname=proxy.host,
         )
     except BaseException:

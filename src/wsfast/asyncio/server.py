@@ -21,7 +21,7 @@ from .. import __version__
 from ..exceptions import ConnectionClosed
 from ..handshake import error_response
 from ..http11 import Request, Response
-from ..options import Options
+from ..options import Options, split_options
 from ..protocol import ServerConnection, State
 from .connection import WebSocket
 from .sockets import Acceptor, usable
@@ -225,13 +225,6 @@ class _Starting:
         await self._server.__aexit__(*exc_info)
 
 
-def _split(kwargs: dict[str, Any]) -> tuple[Options, dict[str, Any]]:
-    """Separate connection options from the event loop's server options."""
-    fields = Options.__dataclass_fields__
-    options = Options(**{k: kwargs.pop(k) for k in list(kwargs) if k in fields})
-    return options, kwargs
-
-
 def create_server(
     factory: ListenerFactory,
     host: Optional[str] = None,
@@ -265,7 +258,7 @@ def create_server(
     """
     if kwargs.get("reuse_port") and not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError(f"reuse_port=True needs socket.SO_REUSEPORT, which this platform ({sys.platform}) lacks")
-    options, loop_kwargs = _split(kwargs)
+    options, loop_kwargs = split_options(kwargs)
     server = Server(
         factory, options, max_connections=max_connections, max_handshakes=max_handshakes, server_header=server_header
     )

@@ -15,10 +15,9 @@ import ssl as ssl_module
 import time
 from typing import Any, Callable, Iterator, Optional, Sequence, cast
 
-from .. import __version__
 from ..events import HandshakeFailed, Response
 from ..exceptions import InvalidHandshake, InvalidRedirect, InvalidURI
-from ..options import Options
+from ..options import USER_AGENT, Options, default_ssl_context, split_options
 from ..protocol import ClientConnection
 from ..proxy import Proxy, ProxySetting, connect_via_proxy, select_proxy
 from ..redirects import MAX_REDIRECTS, Redirects, redirect_of
@@ -34,29 +33,7 @@ from ..retry import (
 from ..uri import WebSocketURI, parse_uri
 from .connection import WebSocket
 
-__all__ = ["connect", "reconnecting", "open_socket", "handshake", "split_options"]
-
-USER_AGENT = f"wsfast/{__version__}"
-
-_default_ssl_context: Optional[ssl_module.SSLContext] = None
-
-
-def default_ssl_context() -> ssl_module.SSLContext:
-    """The client's default TLS context: verifies certificates; created once."""
-    global _default_ssl_context
-    if _default_ssl_context is None:
-        _default_ssl_context = ssl_module.create_default_context()
-    return _default_ssl_context
-
-
-def split_options(kwargs: dict[str, Any]) -> tuple[Options, dict[str, Any]]:
-    """Separate :class:`~wsfast.options.Options` fields from the other
-    keyword arguments; reject the options that threads cannot honour."""
-    fields = Options.__dataclass_fields__
-    options = Options(**{k: kwargs.pop(k) for k in list(kwargs) if k in fields})
-    if options.stream_messages:
-        raise ValueError("stream_messages is not supported by wsfast.sync (it is for asyncio's callback API)")
-    return options, kwargs
+__all__ = ["connect", "reconnecting", "open_socket", "handshake"]
 
 
 def _remaining(deadline: Optional[float]) -> Optional[float]:
@@ -263,7 +240,7 @@ def connect(
     reached).
     """
     kwargs["subprotocols"] = subprotocols
-    options, socket_kwargs = split_options(kwargs)
+    options, socket_kwargs = split_options(kwargs, "wsfast.sync")
     redirects = Redirects(parse_uri(uri), options.extra_headers, max_redirects)
     while True:
         try:
@@ -330,7 +307,7 @@ def reconnecting(
     if kwargs.get("sock") is not None:
         raise ValueError("reconnecting() opens connections of its own: sock= cannot be used with it")
     wsuri = parse_uri(uri)
-    split_options(dict(kwargs))  # bad options fail here, not after retries
+    split_options(dict(kwargs), "wsfast.sync")  # bad options fail here, not after retries
     backoff = Backoff(backoff_initial_delay, backoff_factor, backoff_max_delay, max_attempts)
     return _reconnect(uri, wsuri, kwargs, backoff, should_retry)
 

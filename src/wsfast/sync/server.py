@@ -31,9 +31,8 @@ from ..events import HandshakeFailed
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..handshake import error_response
 from ..http11 import Request, Response
-from ..options import Options
+from ..options import Options, split_options
 from ..protocol import ServerConnection
-from .client import split_options
 from .connection import WebSocket
 
 __all__ = ["Server", "serve", "unix_serve", "Handler", "ProcessRequest"]
@@ -387,7 +386,7 @@ def serve(
     ``own_transport`` are accepted and ignored; ``stream_messages`` raises
     :exc:`ValueError`).
     """
-    options, rest = split_options(kwargs)
+    options, rest = split_options(kwargs, "wsfast.sync")
     if rest:
         raise TypeError(f"serve() got unexpected keyword arguments: {', '.join(rest)}")
     if sock is None:

@@ -19,11 +19,10 @@ from typing import Any, AsyncContextManager, AsyncIterator, Callable, Generator,
 
 import trio
 
-from .. import __version__
 from ..events import HandshakeFailed
 from ..exceptions import InvalidHandshake, InvalidURI
 from ..http11 import Response
-from ..options import Options
+from ..options import USER_AGENT, Options, default_ssl_context
 from ..protocol import ClientConnection
 from ..proxy import ProxySetting, select_proxy
 from ..redirects import MAX_REDIRECTS, Redirects, redirect_of
@@ -44,17 +43,6 @@ from .server import _options
 __all__ = ["connect", "OpenTimeoutError"]
 
 logger = logging.getLogger("wsfast")
-
-USER_AGENT = f"wsfast/{__version__}"
-
-_default_ssl_context: Optional[ssl_module.SSLContext] = None
-
-
-def _default_context() -> ssl_module.SSLContext:
-    global _default_ssl_context
-    if _default_ssl_context is None:
-        _default_ssl_context = ssl_module.create_default_context()
-    return _default_ssl_context
 
 
 class OpenTimeoutError(trio.TooSlowError, TimeoutError):
@@ -82,7 +70,7 @@ async def _open(
     within ``open_timeout``), start the background task. A stream that
     breaks raises the ``OSError`` that broke it (``ssl.SSLError`` included)."""
     if wsuri.secure and ssl is None:
-        ssl = _default_context()
+        ssl = default_ssl_context()
     conn = ClientConnection(
         wsuri.host_header,
         wsuri.target,

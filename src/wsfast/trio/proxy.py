@@ -15,6 +15,7 @@ from typing import Optional
 
 import trio
 
+from ..options import default_ssl_context
 from ..proxy import ConnectHandshake, Proxy, proxy_unreachable, socks_arguments, socks_refused
 from ..uri import WebSocketURI
 
@@ -56,7 +57,7 @@ async def open_tunnel(
         raise proxy_unreachable(proxy, exc) from exc
     try:
         if proxy.scheme == "https":
-            context = proxy_ssl or ssl_module.create_default_context()
+            context = proxy_ssl or default_ssl_context()
             stream = trio.SSLStream(stream, context, server_hostname=proxy.host)
         handshake = ConnectHandshake(proxy, uri, user_agent)
         await stream.send_all(handshake.request)

@@ -29,7 +29,7 @@ from ..events import HandshakeFailed
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..handshake import error_response
 from ..http11 import Request, Response
-from ..options import Options
+from ..options import Options, split_options
 from ..protocol import ServerConnection, State
 from .connection import READ_SIZE, WebSocket
 
@@ -301,10 +301,7 @@ async def _unix_listener(path: str, backlog: Optional[int]) -> trio.SocketListen
 
 def _options(kwargs: dict[str, Any]) -> Options:
     """:class:`Options` from keyword arguments, with a clear error for the others."""
-    fields = Options.__dataclass_fields__
-    unknown = [name for name in kwargs if name not in fields]
+    options, unknown = split_options(dict(kwargs), "wsfast.trio")
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
-    if kwargs.get("stream_messages"):
-        raise ValueError("stream_messages is not supported by wsfast.trio")
-    return Options(**kwargs)
+    return options

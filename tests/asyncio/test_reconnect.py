@@ -15,6 +15,7 @@ import pytest
 from wsfast.asyncio import WebSocket, connect, serve
 from wsfast.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, NegotiationError
 
+from ..retry_logs import ceiling, retries
 from .helpers import OP_CLOSE, accept_key, eventually, frame, port_of, raw_accept, raw_server, read_frame, run
 
 FAST = {"backoff_initial_delay": 0.01, "backoff_factor": 2.0, "backoff_max_delay": 0.04}
@@ -26,19 +27,6 @@ def reserved_port() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     return sock
-
-
-def retries(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, float]]:
-    """``(attempt, reason, delay)`` of each retry logged on wsfast.client."""
-    return [
-        (r.args[1], r.args[2], r.args[3])  # type: ignore[index]
-        for r in caplog.records
-        if r.name == "wsfast.client" and r.levelno == logging.WARNING
-    ]
-
-
-def ceiling(attempt: int, initial: float = 0.01, factor: float = 2.0, maximum: float = 0.04) -> float:
-    return min(maximum, initial * factor ** (attempt - 1))
 
 
 async def accept_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -17,28 +17,10 @@ from wsfast.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from wsfast.http11 import Response
 
 from ..asyncio.helpers import OP_CLOSE, OP_TEXT
+from ..retry_logs import ceiling, logged, retries
 from .helpers import RawPeer, raw_server, run, server
 
 FAST: dict[str, Any] = {"backoff_initial_delay": 0.01, "backoff_factor": 2.0, "backoff_max_delay": 0.04}
-
-
-def logged(caplog: pytest.LogCaptureFixture, level: int, text: str = "") -> list[tuple[Any, ...]]:
-    """The arguments of the records logged on wsfast.client at ``level``
-    whose message contains ``text``."""
-    return [
-        tuple(r.args or ())
-        for r in caplog.records
-        if r.name == "wsfast.client" and r.levelno == level and text in r.getMessage()
-    ]
-
-
-def retries(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, float]]:
-    """``(attempt, reason, delay)`` of each retry logged on wsfast.client."""
-    return [(args[1], args[2], args[3]) for args in logged(caplog, logging.WARNING)]
-
-
-def ceiling(attempt: int, initial: float = 0.01, factor: float = 2.0, maximum: float = 0.04) -> float:
-    return min(maximum, initial * factor ** (attempt - 1))
 
 
 async def accept_and_echo(peer: RawPeer) -> None:

@@ -429,7 +429,10 @@ class WebSocket:
         if isinstance(message, str):
             with self._message_lock:
                 with self._lock:
-                    self._out.append(conn.send_text(message))
+                    if len(message) >= BY_REFERENCE:  # as asyncio: the encoded text written by reference
+                        self._out.extend(conn.send_parts(message, text=True))
+                    else:
+                        self._out.append(conn.send_text(message))
                 self._flush(True)
         elif isinstance(message, (bytes, bytearray, memoryview)):
             with self._message_lock:

@@ -79,6 +79,52 @@ def test_headers_are_case_insensitive_ordered_and_repeatable() -> None:
     assert Headers([("A", "1")]) != Headers([("A", "2")])
 
 
+header_pairs = st.lists(
+    st.tuples(
+        st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=8),
+        st.text(st.characters(min_codepoint=0, max_codepoint=0x3FF), max_size=12),
+    ),
+    max_size=6,
+)
+
+
+@given(header_pairs)
+@example([("Name", "a: b"), ("X:", ": x"), ("Empty", ""), ("Lead", " space ")])
+@example([("Bad: name", "v")])
+@example([("A", "line\nbreak")])
+@example([("A", "\u0100 outside Latin-1")])
+def test_packed_headers_read_exactly_as_before(pairs: list[tuple[str, str]]) -> None:
+    headers = Headers(pairs)
+    headers.pack()
+    assert list(headers) == pairs
+    assert len(headers) == len(pairs)
+    for name, _ in pairs:
+        assert headers.get_all(name.upper()) == [v for n, v in pairs if n.lower() == name.lower()]
+        assert name in headers
+    assert headers == Headers(pairs)
+    headers.add("After", "pack")  # unpacks for good
+    assert list(headers) == [*pairs, ("After", "pack")]
+
+
+def test_pack_keeps_fields_in_one_bytes_object_and_saves_memory() -> None:
+    import sys
+
+    request = parse_request(
+        b"GET /chat HTTP/1.1\r\nHost: example.com:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\nUser-Agent: test/1.0\r\n"
+    )
+    headers = request.headers
+    items = headers._items
+    assert items is not None
+    unpacked = sys.getsizeof(items) + sum(sys.getsizeof(p) + sys.getsizeof(p[0]) + sys.getsizeof(p[1]) for p in items)
+    headers.pack()
+    assert headers._items is None and isinstance(headers._packed, bytes)
+    assert sys.getsizeof(headers._packed) * 3 < unpacked
+    assert headers["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
+    assert headers._items is None  # reading does not unpack for good
+
+
 def test_header_tokens_splits_comma_lists_lowercased() -> None:
     headers = Headers([("Connection", "keep-alive, Upgrade"), ("connection", " ,TE ,, ")])
     assert header_tokens(headers, "CONNECTION") == ["keep-alive", "upgrade", "te"]

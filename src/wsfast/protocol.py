@@ -328,6 +328,23 @@ class Connection:
             out[:] = [frame for frame in out if frame[:1] != _PONG_HEAD or frame is latest]
         return None
 
+    def release_idle_memory(self) -> bool:
+        """Free the permessage-deflate zlib state (about 50 KB at the default
+        settings) of a connection that neither compressed nor inflated a
+        message since the previous call; otherwise only note that it did not
+        yet. Meant to be called from a periodic timer shared by many
+        connections (the keepalive tick): every N seconds, it frees a
+        connection silent for N to 2N seconds, and costs sending and
+        receiving nothing but a flag. Context takeover keeps working: the
+        next compressed message re-creates the zlib object with the last
+        window of that direction's history as its preset dictionary
+        (:class:`~wsfast.extensions.Deflate`). A direction inside a
+        fragmented message keeps its state. Call it where ``send_*`` and
+        ``receive_data`` are called (not concurrently with them). Returns
+        whether anything was freed (always ``False`` without deflate)."""
+        deflate = self.deflate
+        return deflate is not None and deflate.release_if_idle()
+
     def data_to_send(self) -> bytes:
         """The automatic replies queued since the last call (often ``b""``)."""
         out = self._out
@@ -848,6 +865,9 @@ class ServerConnection(Connection):
         self.subprotocol = subprotocol
         self._use_deflate(session)
         self.state = State.OPEN
+        # Kept for the connection's life (ws.request, ws.response): compactly.
+        request.headers.pack()
+        response.headers.pack()
         self._head = None
         self._accepted = True  # input stays "unframed" until the early bytes are processed
         return data
@@ -949,6 +969,8 @@ class ClientConnection(Connection):
             return self._handshake_failed(exc)
         self.state = State.OPEN
         self._head = None
+        self.request.headers.pack()  # kept for the connection's life: compactly
+        response.headers.pack()
         if self.sink is not None:
             # Messages go to the sink: let the front end open first (on_open),
             # then its receive_data(b"") processes the frames that came along.

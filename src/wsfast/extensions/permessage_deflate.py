@@ -192,6 +192,22 @@ class Deflate:
     message; ``decompress(data, final, limit)`` inflates the next fragment of
     an incoming one, producing at most ``limit`` bytes (else it raises
     :class:`MessageTooBig`), so a small frame cannot balloon in memory.
+
+    Memory: the zlib objects are created on the first compressed message of
+    each direction and can be freed between messages with :meth:`release`
+    (or :meth:`release_if_idle`, for a periodic sweep), even with context
+    takeover: each direction that keeps its context remembers the last
+    ``2**bits`` bytes of its uncompressed data (at most that many, as many as
+    went through it), and the next message re-creates its zlib object with
+    them as the preset dictionary. The new compressor then finds the same
+    matches as the old one would have (its output continues the same stream:
+    every message ends with a sync flush, never a final block), and the new
+    inflater holds the same window as the peer's compressor, so references
+    into the earlier messages stay valid. A released connection holds those
+    bytes (about 1 KB after a 512 B message each way, at most 4 KiB per
+    direction at the default 12-bit windows) instead of about 50 KB of zlib
+    state. Without context takeover nothing is kept. Messages received and
+    sent uncompressed never touch either.
     """
 
     __slots__ = (
@@ -204,6 +220,13 @@ class Deflate:
         "mem_level",
         "_compressor",
         "_decompressor",
+        "_chistory",
+        "_dhistory",
+        "_csize",
+        "_dsize",
+        "_cmid",
+        "_dmid",
+        "_used",
     )
 
     def __init__(
@@ -225,6 +248,19 @@ class Deflate:
         self.mem_level = mem_level
         self._compressor: Optional[zlib._Compress] = None
         self._decompressor: Optional[zlib._Decompress] = None
+        # The last bytes that went into the compressor and came out of the
+        # inflater (with context takeover only; None without): their windows,
+        # to re-create a released zlib object. Kept up to twice the window
+        # between trims, so that a small message costs an append.
+        self._chistory: Optional[bytearray] = None if compress_reset else bytearray()
+        self._dhistory: Optional[bytearray] = None if decompress_reset else bytearray()
+        self._csize = 1 << compress_bits
+        self._dsize = 1 << self.decompress_bits
+        # Inside a fragmented message (its zlib object must not be released).
+        self._cmid = False
+        self._dmid = False
+        # Set by every compress/decompress; cleared by release_if_idle().
+        self._used = False
 
     def __repr__(self) -> str:
         return (
@@ -234,14 +270,18 @@ class Deflate:
 
     def compress(self, data: bytes, final: bool = True) -> bytes:
         """Compress the next fragment; ``final`` ends the message."""
+        self._used = True
         compressor = self._compressor
         if compressor is None:
-            compressor = self._compressor = zlib.compressobj(
-                self.level, zlib.DEFLATED, -self.compress_bits, self.mem_level
-            )
+            compressor = self._compressor = self._new_compressor()
+        history = self._chistory
+        if history is not None:
+            _remember(history, data, self._csize)
         out = compressor.compress(data)
         if not final:
+            self._cmid = True
             return out + compressor.flush(zlib.Z_SYNC_FLUSH)
+        self._cmid = False
         if self.compress_reset:
             # A full flush ends the message and forgets the history, which is
             # what no_context_takeover asks, without a new 50 KB zlib object.
@@ -260,9 +300,11 @@ class Deflate:
         steps, so a bomb is refused while it holds little more than
         ``limit`` bytes.
         """
+        self._used = True
         decompressor = self._decompressor
         if decompressor is None:
-            decompressor = self._decompressor = zlib.decompressobj(-self.decompress_bits)
+            decompressor = self._decompressor = self._new_decompressor()
+        self._dmid = True  # until the fragment is through (a failure leaves it set)
         if limit is None:
             if len(data) <= _STEP:
                 out = decompressor.decompress(data + _TAIL if final else data)
@@ -272,9 +314,64 @@ class Deflate:
                     out += decompressor.decompress(_TAIL)
         else:
             out = self._inflate_in_steps(decompressor, data, final, limit)
-        if final and self.decompress_reset:
-            self._decompressor = None
+        history = self._dhistory
+        if history is not None:
+            _remember(history, out, self._dsize)
+        if final:
+            self._dmid = False
+            if self.decompress_reset:
+                self._decompressor = None
         return out
+
+    def _new_compressor(self) -> zlib._Compress:
+        history = self._chistory
+        if history:
+            return zlib.compressobj(self.level, zlib.DEFLATED, -self.compress_bits, self.mem_level, zdict=history)
+        return zlib.compressobj(self.level, zlib.DEFLATED, -self.compress_bits, self.mem_level)
+
+    def _new_decompressor(self) -> zlib._Decompress:
+        history = self._dhistory
+        if history:
+            # A raw inflater takes its dictionary at once (zlib keeps a
+            # reference to the object, ours, which only grows or is trimmed).
+            return zlib.decompressobj(-self.decompress_bits, zdict=history)
+        return zlib.decompressobj(-self.decompress_bits)
+
+    @property
+    def allocated(self) -> bool:
+        """Whether a zlib object exists (compressor or inflater)."""
+        return self._compressor is not None or self._decompressor is not None
+
+    def release(self) -> bool:
+        """Free the zlib objects between messages; the next compressed
+        message in each direction re-creates its object, with the kept
+        history as its preset dictionary under context takeover (see the
+        class docstring). A direction inside a fragmented message keeps its
+        object. Returns whether anything was freed."""
+        freed = False
+        if self._compressor is not None and not self._cmid:
+            self._compressor = None
+            freed = True
+            if self._chistory is not None:
+                self._chistory = _trimmed(self._chistory, self._csize)
+        if self._decompressor is not None and not self._dmid:
+            self._decompressor = None  # and zlib's reference to the history
+            freed = True
+            if self._dhistory is not None:
+                self._dhistory = _trimmed(self._dhistory, self._dsize)
+        return freed
+
+    def release_if_idle(self) -> bool:
+        """Second-chance release for a periodic sweep: :meth:`release` if no
+        message was compressed or inflated since the previous call, else
+        only forget that one was. Called every N seconds, it frees the zlib
+        objects of a connection silent for N to 2N seconds, and costs the
+        busy path one attribute store per message (no clock). Returns
+        whether anything was freed."""
+        if self._used:
+            self._used = False
+            return False
+        return self.release()
 
     @staticmethod
     def _inflate_in_steps(decompressor: zlib._Decompress, data: bytes, final: bool, limit: int) -> bytes:
@@ -306,3 +403,21 @@ class Deflate:
     def reset_decompressor(self) -> None:
         """Drop the inflater state (after a failed message)."""
         self._decompressor = None
+        self._dmid = False
+
+
+def _remember(history: bytearray, data: bytes, window: int) -> None:
+    """Append ``data`` to ``history``, trimmed to its last ``window`` bytes
+    once it holds twice that (a small message costs an append)."""
+    if len(data) >= window:
+        history[:] = memoryview(data)[-window:]
+    else:
+        history += data
+        if len(history) >= window << 1:
+            del history[:-window]
+
+
+def _trimmed(history: bytearray, window: int) -> bytearray:
+    """The last ``window`` bytes of ``history``, in a buffer of their size
+    (a trimmed bytearray may keep its larger allocation)."""
+    return bytearray(memoryview(history)[-window:])

@@ -100,7 +100,7 @@ def test_flood_of_tiny_messages_to_a_handler_that_does_not_read(size: int) -> No
             await eventually(lambda: ws._paused, timeout=5)
             await asyncio.sleep(0.2)  # would it go on reading?
             bound = max_queue // MESSAGE_OVERHEAD + READ_BUFFER_SIZE // len(one) + 1
-            assert len(ws._queue) <= bound < count
+            assert len(ws._queue or ()) + (ws._next is not None) <= bound < count
             assert not ws.transport.transport.is_reading()
             client.close()
 

@@ -78,6 +78,38 @@ def test_handler_outcomes_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert all(m.startswith("connection #") for m in messages)
 
 
+def test_cancelled_or_sync_failing_handlers_close_the_connection(caplog: pytest.LogCaptureFixture) -> None:
+    # The handler's coroutine is the task itself: a cancelled one closes with
+    # 1001, a plain function that raises closes with 1011 and is logged.
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def cancelled(ws: WebSocket) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.append(task)
+        task.cancel()
+        await asyncio.sleep(10)
+
+    def raises(ws: WebSocket) -> Any:
+        raise ValueError("not even a coroutine")
+
+    async def main() -> None:
+        async with serve({"/cancel": cancelled, "/raise": raises}, "127.0.0.1", 0) as server:
+            async with connect(uri(server) + "cancel") as ws:
+                await ws.wait_closed()
+                assert (ws.close_code, ws.close_reason) == (1001, "handler cancelled")
+            async with connect(uri(server) + "raise") as ws:
+                await ws.wait_closed()
+                assert (ws.close_code, ws.close_reason) == (1011, "internal error")
+            assert not server._tasks  # the finished handlers are forgotten
+
+    with caplog.at_level(logging.ERROR, logger="wsfast"):
+        run(main())
+    assert tasks and tasks[0].cancelled()
+    failures = [r for r in caplog.records if r.name == "wsfast" and r.levelno == logging.ERROR]
+    assert len(failures) == 1 and failures[0].exc_info[0] is ValueError
+
+
 def test_handler_that_aborts_returns_quietly() -> None:
     # The handler returns with the transport already aborted: closing it with
     # 1000 afterwards is nothing to do, not an error of the handler's task.

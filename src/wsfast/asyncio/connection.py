@@ -49,11 +49,15 @@ class WebSocket(Listener):
     once the queue is empty and the connection closed.
     """
 
-    __slots__ = ("_ws", "_queue", "_queued", "_waiter", "_high", "_low", "_paused", "_closed", "_taken")
+    __slots__ = ("_ws", "_next", "_queue", "_queued", "_waiter", "_high", "_low", "_paused", "_closed", "_taken")
 
     def __init__(self, max_queue: int) -> None:
         self._ws: Optional[WebSocketTransport] = None
-        self._queue: deque[Message] = deque()
+        # The received messages not taken yet: the oldest in _next, the others
+        # in a deque made only while two or more wait (an empty deque costs
+        # 760 bytes, more than the rest of this object).
+        self._next: Optional[Message] = None
+        self._queue: Optional[deque[Message]] = None
         self._queued = 0
         self._waiter: Optional[asyncio.Future[None]] = None
         self._high = max_queue
@@ -79,7 +83,13 @@ class WebSocket(Listener):
         self._put(data)
 
     def _put(self, data: Message) -> None:
-        self._queue.append(data)
+        if self._next is None:
+            self._next = data
+        else:
+            queue = self._queue
+            if queue is None:
+                queue = self._queue = deque()
+            queue.append(data)
         self._queued += len(data) + MESSAGE_OVERHEAD
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -93,7 +103,7 @@ class WebSocket(Listener):
     def _pending(self) -> bool:
         """Messages not taken yet, or one taken whose reader has not come
         back to ``recv``: hold a failure's close frame for the replies."""
-        return self._taken or bool(self._queue)
+        return self._taken or self._next is not None
 
     def on_close(self, code: int, reason: str) -> None:
         self._closed = True
@@ -153,13 +163,12 @@ class WebSocket(Listener):
 
     async def recv(self) -> Message:
         """The next message: ``str`` for text, ``bytes`` for binary."""
-        queue = self._queue
-        if not queue:
+        if self._next is None:
             self._taken = False
             ws = self._ws
             if ws is not None and ws._held is not None:
                 ws._release_failure()  # every message before the error answered: fail now
-        while not queue:
+        while self._next is None:
             if self._closed:
                 ws = self.transport
                 raise connection_closed(ws.close_code, ws.close_reason, ws.conn.close_sent)
@@ -170,7 +179,14 @@ class WebSocket(Listener):
                 await waiter
             finally:
                 self._waiter = None
-        data = queue.popleft()
+        data = self._next
+        queue = self._queue
+        if queue:
+            self._next = queue.popleft()
+            if not queue:
+                self._queue = None
+        else:
+            self._next = None
         self._queued -= len(data) + MESSAGE_OVERHEAD
         self._taken = True
         if self._paused and self._queued <= self._low:

@@ -23,6 +23,8 @@ __all__ = ["PerMessageDeflate", "DEFAULT_DEFLATE", "Deflate", "MessageTooBig", "
 EXTENSION_NAME = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"
 _STEP = 65536  # bytes of input, and of output, per zlib call on large messages
+_SYNC_FLUSH = zlib.Z_SYNC_FLUSH
+_FULL_FLUSH = zlib.Z_FULL_FLUSH
 _PARAMS = (
     "server_no_context_takeover",
     "client_no_context_takeover",
@@ -275,19 +277,25 @@ class Deflate:
         if compressor is None:
             compressor = self._compressor = self._new_compressor()
         history = self._chistory
-        if history is not None:
-            _remember(history, data, self._csize)
+        if history is not None:  # _remember(), inlined: the busy path
+            window = self._csize
+            if len(data) < window:
+                history += data
+                if len(history) >= window << 1:
+                    del history[:-window]
+            else:
+                history[:] = memoryview(data)[-window:]
         out = compressor.compress(data)
         if not final:
             self._cmid = True
-            return out + compressor.flush(zlib.Z_SYNC_FLUSH)
+            return out + compressor.flush(_SYNC_FLUSH)
         self._cmid = False
         if self.compress_reset:
             # A full flush ends the message and forgets the history, which is
             # what no_context_takeover asks, without a new 50 KB zlib object.
-            out += compressor.flush(zlib.Z_FULL_FLUSH)
+            out += compressor.flush(_FULL_FLUSH)
         else:
-            out += compressor.flush(zlib.Z_SYNC_FLUSH)
+            out += compressor.flush(_SYNC_FLUSH)
         if out.endswith(_TAIL):
             out = out[:-4]
         return out
@@ -312,11 +320,31 @@ class Deflate:
                 out = decompressor.decompress(data)
                 if final:
                     out += decompressor.decompress(_TAIL)
+        elif len(data) <= _STEP:
+            # One step, the common case, without the loop of the general path.
+            out = decompressor.decompress(data + _TAIL if final else data, _STEP)
+            if len(out) > limit:
+                raise MessageTooBig(f"message inflates past {limit} bytes")
+            if len(out) == _STEP or decompressor.unconsumed_tail:
+                out = self._inflate_in_steps(decompressor, [decompressor.unconsumed_tail], limit, [out])
         else:
-            out = self._inflate_in_steps(decompressor, data, final, limit)
+            # In steps, and the 4-byte tail on its own: appending it to the
+            # payload would copy the whole compressed frame (one more buffer
+            # of the frame's size at the peak).
+            view = memoryview(data)
+            pieces: list[object] = [view[start : start + _STEP] for start in range(0, len(data), _STEP)]
+            if final:
+                pieces.append(_TAIL)
+            out = self._inflate_in_steps(decompressor, pieces, limit, [])
         history = self._dhistory
-        if history is not None:
-            _remember(history, out, self._dsize)
+        if history is not None:  # _remember(), inlined
+            window = self._dsize
+            if len(out) < window:
+                history += out
+                if len(history) >= window << 1:
+                    del history[:-window]
+            else:
+                history[:] = memoryview(out)[-window:]
         if final:
             self._dmid = False
             if self.decompress_reset:
@@ -374,20 +402,10 @@ class Deflate:
         return self.release()
 
     @staticmethod
-    def _inflate_in_steps(decompressor: zlib._Decompress, data: bytes, final: bool, limit: int) -> bytes:
-        chunks = []
-        total = 0
-        pieces: list[object]
-        if len(data) <= _STEP:
-            pieces = [data + _TAIL if final else data]
-        else:
-            # In steps, and the 4-byte tail on its own: appending it to the
-            # payload would copy the whole compressed frame (one more buffer
-            # of the frame's size at the peak).
-            view = memoryview(data)
-            pieces = [view[start : start + _STEP] for start in range(0, len(data), _STEP)]
-            if final:
-                pieces.append(_TAIL)
+    def _inflate_in_steps(decompressor: zlib._Decompress, pieces: list[object], limit: int, chunks: list[bytes]) -> bytes:
+        """Inflate ``pieces`` in steps of at most 64 KiB of output, after
+        ``chunks`` (the output so far), to at most ``limit`` bytes in all."""
+        total = sum(map(len, chunks))
         for piece in pieces:
             while True:
                 chunk = decompressor.decompress(piece, _STEP)  # type: ignore[arg-type]

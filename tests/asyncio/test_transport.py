@@ -10,7 +10,7 @@ from typing import Any, Optional, Union
 
 import pytest
 
-from wsfast.asyncio import Listener, WebSocketTransport, create_connection, create_server
+from wsfast.asyncio import Listener, WebSocketTransport, create_connection, create_server, serve
 from wsfast.exceptions import ConnectionClosed, InvalidHandshake
 from wsfast.handshake import error_response
 from wsfast.http11 import Request
@@ -24,6 +24,7 @@ from .helpers import (
     OP_PONG,
     OP_TEXT,
     RawClient,
+    echo,
     eventually,
     frame,
     parse_close,
@@ -616,5 +617,81 @@ def test_send_frame_bytes_checks_state() -> None:
             with pytest.raises(ConnectionClosed):
                 ws.send_frame_bytes(b"\x81\x80" + b"\x00" * 4)
             await ws.wait_closed()
+
+    run(main())
+
+
+# ---------------------------------------------------------------- keepalive wheel
+
+
+def test_keepalive_deadlines_of_many_connections_share_one_timer() -> None:
+    from wsfast.asyncio import transport as transport_module
+
+    wheels = transport_module._wheels
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        # The same interval and timeout: one resolution, so one wheel throughout.
+        async with serve(echo, "127.0.0.1", 0, ping_interval=0.3, ping_timeout=0.3) as server:
+            peers = [await RawClient.connect(server.port) for _ in range(30)]
+            await eventually(lambda: len(server.connections) == 30)
+            mine = [w for w in wheels.values() if w.loop is loop]
+            assert len(mine) == 1  # one wheel, one timer handle, for thirty connections
+            wheel = mine[0]
+            assert wheel.resolution <= 0.3 / 8
+            assert sum(len(b) for b in wheel._buckets.values()) == 30
+            assert all(ws._wheel is wheel for ws in server.connections)
+            # Every connection gets its keepalive ping; answered, it stays open
+            # and its deadline moves on (the pong re-arms it).
+            for peer in peers:
+                opcode, _, payload = await peer.recv_until(OP_PING)
+                peer.send(OP_PONG, payload)
+            for peer in peers:
+                opcode, _, payload = await peer.recv_until(OP_PING)  # the next round
+                peer.send(OP_PONG, payload)
+            assert len(server.connections) == 30
+            assert all(ws.state is State.OPEN for ws in server.connections)
+            for peer in peers:
+                peer.close()
+            await eventually(lambda: not server.connections)
+            # Closed connections leave the wheel at once, and the empty wheel goes.
+            assert not [w for w in wheels.values() if w.loop is loop]
+
+    run(main())
+
+
+def test_keepalive_wheel_fires_in_deadline_order_and_forgets_discarded() -> None:
+    from wsfast.asyncio.transport import _KeepaliveWheel
+
+    class Fake:
+        def __init__(self, loop: asyncio.AbstractEventLoop, name: str, log: list[str]) -> None:
+            self._loop, self.name, self.log = loop, name, log
+            self._wheel: Any = None
+            self._due = 0
+
+        def _wheel_fired(self) -> None:
+            self.log.append(self.name)
+            if self.name == "boom":
+                raise RuntimeError("one connection's bug")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        log: list[str] = []
+        late, early, gone, boom = (Fake(loop, name, log) for name in ("late", "early", "gone", "boom"))
+        _KeepaliveWheel.add(late, 0.2)  # type: ignore[arg-type]
+        _KeepaliveWheel.add(early, 0.05)  # type: ignore[arg-type]  # a finer wheel of its own
+        _KeepaliveWheel.add(gone, 0.1)  # type: ignore[arg-type]
+        _KeepaliveWheel.add(boom, 0.1)  # type: ignore[arg-type]
+        gone._wheel.discard(gone)
+        assert gone._wheel is None
+        await eventually(lambda: len(log) == 3, timeout=3)
+        assert log == ["early", "boom", "late"]
+        assert [type(e["exception"]) for e in errors] == [RuntimeError]
+        assert all(f._wheel is None for f in (late, early, gone, boom))
+        from wsfast.asyncio.transport import _wheels
+
+        assert not [w for w in _wheels.values() if w.loop is loop]
 
     run(main())

@@ -163,23 +163,48 @@ class WebSocket(Listener):
 
     async def recv(self) -> Message:
         """The next message: ``str`` for text, ``bytes`` for binary."""
-        if self._next is None:
-            self._taken = False
-            ws = self._ws
-            if ws is not None and ws._held is not None:
-                ws._release_failure()  # every message before the error answered: fail now
         while self._next is None:
-            if self._closed:
-                ws = self.transport
-                raise connection_closed(ws.close_code, ws.close_reason, ws.conn.close_sent)
-            if self._waiter is not None:
-                raise RuntimeError("another coroutine is already waiting in recv()")
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            waiter = self._waiter_for_next()
             try:
                 await waiter
             finally:
                 self._waiter = None
+        return self._take()
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    async def __anext__(self) -> Message:
+        # recv() inlined: an idle connection's handler waits in one coroutine
+        # frame, not in an async generator awaiting recv()'s.
+        while self._next is None:
+            try:
+                waiter = self._waiter_for_next()
+            except ConnectionClosedOK:
+                raise StopAsyncIteration from None
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._take()
+
+    def _waiter_for_next(self) -> asyncio.Future[None]:
+        """No message is queued: the future to wait on, or the reason why not."""
+        self._taken = False
+        ws = self._ws
+        if ws is not None and ws._held is not None:
+            ws._release_failure()  # every message before the error answered: fail now
+        if self._closed:
+            ws = self.transport
+            raise connection_closed(ws.close_code, ws.close_reason, ws.conn.close_sent)
+        if self._waiter is not None:
+            raise RuntimeError("another coroutine is already waiting in recv()")
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def _take(self) -> Message:
         data = self._next
+        assert data is not None
         queue = self._queue
         if queue:
             self._next = queue.popleft()
@@ -195,16 +220,6 @@ class WebSocket(Listener):
             if transport is not None:
                 transport.resume_reading()
         return data
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Message]:
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosedOK:
-                return
 
     # ------------------------------------------------------------ sending
 

@@ -24,7 +24,7 @@ from ..http11 import Request, Response
 from ..options import Options, split_options
 from ..protocol import ServerConnection, State
 from .connection import WebSocket
-from .sockets import Acceptor, usable
+from .sockets import TLS_OPTIONS, Acceptor, usable
 from .transport import RequestResult, WebSocketTransport
 
 __all__ = ["Server", "serve", "create_server", "Handler", "ProcessRequest"]
@@ -116,10 +116,6 @@ class Server:
         self.connections.discard(ws)
         self._handshaking.pop(ws, None)
 
-    def _track(self, task: asyncio.Future[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # ------------------------------------------------------------ public
 
     @property
@@ -203,7 +199,8 @@ class Server:
         else:
             self._server = await loop.create_server(self._protocol, host, port, ssl=ssl, **kwargs)
         if own_transport:
-            self._acceptor = Acceptor(loop, self._server.sockets, self._protocol, kwargs.get("backlog", 100))
+            tls = {name: kwargs.get(name) for name in TLS_OPTIONS} if ssl is not None else {}
+            self._acceptor = Acceptor(loop, self._server.sockets, self._protocol, kwargs.get("backlog", 100), ssl=ssl, **tls)
         return self
 
 
@@ -334,10 +331,11 @@ class _HandledWebSocket(WebSocket):
             logger.exception("connection #%d: error in the connection handler", ws.id)
             ws.close(1011, "internal error")
             return
-        self._server._track(task)
-        task.add_done_callback(self._handler_done)
+        self._server._tasks.add(task)
+        task.add_done_callback(self._handler_done)  # one callback: it untracks the task too
 
     def _handler_done(self, task: asyncio.Future[Any]) -> None:
+        self._server._tasks.discard(task)
         ws = self.transport
         if task.cancelled():
             if ws.conn.state is State.OPEN:

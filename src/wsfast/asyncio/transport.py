@@ -5,8 +5,9 @@ An :class:`asyncio.BufferedProtocol` that drives a sans-I/O
 shared by every connection of the thread (so an idle connection holds no
 read buffer), every frame of a read is parsed in one codec call, messages
 go to the :class:`~wsfast.asyncio.listener.Listener` by direct calls, and
-each send is one ``transport.write``. Keepalive uses one timer per
-connection, re-armed once per ping interval, never per message.
+each send is one ``transport.write``. Keepalive deadlines of all the
+connections of a loop share one timer (:class:`_KeepaliveWheel`), re-armed
+once per ping interval, never per message.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -48,6 +50,94 @@ a :class:`~wsfast.http11.Response` to reject, ``None`` for 404; or an
 awaitable of one of those."""
 
 
+class _KeepaliveWheel:
+    """The keepalive deadlines of one event loop's connections, on one timer.
+
+    A ``call_later`` handle per connection costs about 670 bytes (uvloop: a
+    TimerHandle and a libuv timer) and a cancel and re-arm per pong; here a
+    connection costs a set entry. Deadlines are rounded up to ``resolution``
+    (at most 1 s, and at most an eighth of the delay that chose the wheel),
+    so a ping or its timeout comes at most one resolution late. Connections
+    are taken out when their deadline changes or they close: a wheel holds
+    no connection past its deadline, and is dropped when empty.
+    """
+
+    __slots__ = ("loop", "resolution", "_key", "_buckets", "_handle", "_next")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float, key: tuple[int, float]) -> None:
+        self.loop = loop
+        self.resolution = resolution
+        self._key = key
+        self._buckets: dict[int, set[WebSocketTransport]] = {}
+        self._handle: Optional[asyncio.TimerHandle] = None
+        self._next = 0
+
+    @classmethod
+    def add(cls, ws: WebSocketTransport, delay: float) -> None:
+        """Call ``ws._wheel_fired()`` in about ``delay`` seconds (``ws`` in no wheel)."""
+        resolution = 1.0
+        while resolution > delay / 8 and resolution > 1 / 1024:
+            resolution /= 2
+        loop = ws._loop
+        key = (id(loop), resolution)
+        wheel = _wheels.get(key)
+        if wheel is None or wheel.loop is not loop:  # (a closed loop's id, reused)
+            wheel = _wheels[key] = cls(loop, resolution, key)
+        tick = math.ceil((loop.time() + delay) / resolution)
+        bucket = wheel._buckets.get(tick)
+        if bucket is None:
+            bucket = wheel._buckets[tick] = set()
+        bucket.add(ws)
+        ws._wheel = wheel
+        ws._due = tick
+        if wheel._handle is None or tick < wheel._next:
+            wheel._schedule(tick)
+
+    def discard(self, ws: WebSocketTransport) -> None:
+        ws._wheel = None
+        bucket = self._buckets.get(ws._due)
+        if bucket is not None:
+            bucket.discard(ws)
+            if not bucket:
+                del self._buckets[ws._due]
+                if not self._buckets:
+                    self._drop()
+
+    def _schedule(self, tick: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._next = tick
+        self._handle = self.loop.call_at(tick * self.resolution, self._fire)
+
+    def _drop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if _wheels.get(self._key) is self:
+            del _wheels[self._key]
+
+    def _fire(self) -> None:
+        self._handle = None
+        buckets = self._buckets
+        last = max(self._next, math.floor(self.loop.time() / self.resolution))
+        for tick in sorted(t for t in buckets if t <= last):
+            for ws in buckets.pop(tick):
+                ws._wheel = None
+                try:
+                    ws._wheel_fired()
+                except Exception as exc:  # one connection's failure stops no other's keepalive
+                    self.loop.call_exception_handler(
+                        {"message": "keepalive failed", "exception": exc, "protocol": ws}
+                    )
+        if buckets:
+            self._schedule(min(buckets))
+        else:
+            self._drop()
+
+
+_wheels: dict[tuple[int, float], _KeepaliveWheel] = {}
+
+
 def _read_buffer() -> memoryview:
     view: Optional[memoryview] = getattr(_local, "view", None)
     if view is None:
@@ -74,6 +164,9 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         "_on_request",
         "_view",
         "_timer",
+        "_wheel",
+        "_due",
+        "_awaiting_pong",
         "_pings",
         "_ping_count",
         "latency",
@@ -109,7 +202,10 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self._transport: Optional[asyncio.Transport] = None
         self._view = _read_buffer()
-        self._timer: Optional[asyncio.TimerHandle] = None
+        self._timer: Optional[asyncio.TimerHandle] = None  # the open, close or held-failure timer
+        self._wheel: Optional[_KeepaliveWheel] = None  # the keepalive deadline's
+        self._due = 0
+        self._awaiting_pong = False  # the deadline is the keepalive ping's timeout
         self._pings: dict[bytes, tuple[float, Optional[asyncio.Future[float]]]] = {}
         self._ping_count = 0
         #: Round-trip time of the last ping answered, in seconds.
@@ -639,9 +735,12 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     # ------------------------------------------------------------ timers
 
     def _cancel_timer(self) -> None:
+        """Cancel the pending timer and the keepalive deadline."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._wheel is not None:
+            self._wheel.discard(self)
 
     def _open_timed_out(self) -> None:
         self._timer = None
@@ -673,10 +772,16 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     def _arm_keepalive(self) -> None:
         interval = self.options.ping_interval
         if interval is not None and not self._closing:
-            self._timer = self._loop.call_later(interval, self._keepalive)
+            self._awaiting_pong = False
+            _KeepaliveWheel.add(self, interval)
+
+    def _wheel_fired(self) -> None:
+        if self._awaiting_pong:
+            self._ping_timed_out()
+        else:
+            self._keepalive()
 
     def _keepalive(self) -> None:
-        self._timer = None
         if self.conn.state is not State.OPEN:
             return
         try:
@@ -685,12 +790,12 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             return
         timeout = self.options.ping_timeout
         if timeout is not None:
-            self._timer = self._loop.call_later(timeout, self._ping_timed_out)
+            self._awaiting_pong = True
+            _KeepaliveWheel.add(self, timeout)
         else:
             self._arm_keepalive()
 
     def _ping_timed_out(self) -> None:
-        self._timer = None
         logger.info("connection #%d: keepalive ping timed out, closing with 1011", self.id)
         try:
             self.close(1011, "keepalive ping timeout")

@@ -23,7 +23,10 @@ reader role, reads what is there and queues it (up to ``max_queue``, then it
 stops until ``recv`` drains the queue). When a ``recv`` is active, the
 housekeeping thread sleeps for a tick instead, so it costs no wake-up per
 message. It also sends the keepalive pings (``ping_interval``; no pong
-within ``ping_timeout``: close 1011), and it enforces ``close_timeout``
+within ``ping_timeout``: close 1011; at each ping, a connection that has not
+compressed or inflated a message since the previous one frees its
+permessage-deflate zlib state, :meth:`Connection.release_idle_memory`), and
+it enforces ``close_timeout``
 (it shuts the socket down, which wakes any thread blocked in a read or a
 write).
 
@@ -742,6 +745,9 @@ class WebSocket:
             self._arm_close()
             return
         if self._keepalive_due is not None and now >= self._keepalive_due:
+            # A tick of the keepalive: frees the zlib state of a connection
+            # that has not used it since the previous tick.
+            self.conn.release_idle_memory()
             data = b"keepalive" + os.urandom(4)
             self._out.append(self.conn.send_ping(data))
             self._pings[data] = (time.perf_counter(), None)

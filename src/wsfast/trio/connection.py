@@ -5,7 +5,10 @@ Its background work runs in one task (:meth:`WebSocket._background`) that
 the caller starts in a nursery it owns (the ``connect`` context manager's,
 or the server's per-connection nursery): the reader, which feeds what the
 stream receives to the protocol and writes the automatic replies, and the
-keepalive pings. Received messages wait in a queue bounded in bytes: above
+keepalive pings (at each of which a connection that has not compressed or
+inflated a message since the previous one frees its permessage-deflate zlib
+state: :meth:`~wsfast.protocol.Connection.release_idle_memory`). Received
+messages wait in a queue bounded in bytes: above
 ``max_queue`` the reader stops reading until ``recv`` has taken them below a
 quarter of it.
 
@@ -572,6 +575,9 @@ class WebSocket:
             await trio.sleep(interval)
             if self.conn.state is not _OPEN or self._held is not None:
                 return
+            # Frees the zlib state of a connection that has not used it
+            # since the previous tick.
+            self.conn.release_idle_memory()
             waiter = _PongWaiter()
             with trio.move_on_after(math.inf if timeout is None else timeout):
                 try:

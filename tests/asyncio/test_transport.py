@@ -695,3 +695,25 @@ def test_keepalive_wheel_fires_in_deadline_order_and_forgets_discarded() -> None
         assert not [w for w in _wheels.values() if w.loop is loop]
 
     run(main())
+
+
+def test_an_idle_server_connection_holds_no_futures_until_someone_waits() -> None:
+    # 144 bytes each: made only for a waiter; the outcome is kept without one.
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            peer = await RawClient.connect(server.port)
+            await eventually(lambda: len(server.connections) == 1)
+            ws = next(iter(server.connections))
+            await eventually(lambda: ws.state is State.OPEN)
+            assert ws._opened is None and ws._closed is None
+            await ws.wait_opened()  # done already: no future either
+            assert ws._opened is None
+            waiting = asyncio.ensure_future(ws.wait_closed())
+            await asyncio.sleep(0)
+            assert ws._closed is not None and not waiting.done()
+            peer.close()
+            await asyncio.wait_for(waiting, 5)
+            await ws.wait_closed()  # once closed, returns at once
+            assert ws._closed_future().done()
+
+    run(main())

@@ -171,7 +171,10 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         "_ping_count",
         "latency",
         "_opened",
+        "_open_done",
+        "_open_error",
         "_closed",
+        "_closed_done",
         "_writing_paused",
         "_drain_waiters",
         "remote_address",
@@ -210,10 +213,13 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         self._ping_count = 0
         #: Round-trip time of the last ping answered, in seconds.
         self.latency = 0.0
-        #: Resolved when the handshake succeeds (the exception if it fails).
-        self._opened: asyncio.Future[None] = self._loop.create_future()
-        #: Resolved when the transport is closed.
-        self._closed: asyncio.Future[None] = self._loop.create_future()
+        # The handshake's outcome and the transport's end; their futures are
+        # made only for someone who waits before they come (144 bytes each).
+        self._open_done = False
+        self._open_error: Optional[BaseException] = None
+        self._opened: Optional[asyncio.Future[None]] = None
+        self._closed_done = False
+        self._closed: Optional[asyncio.Future[None]] = None
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self.remote_address: Any = None
@@ -377,16 +383,45 @@ class WebSocketTransport(asyncio.BufferedProtocol):
             waiter = self._loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
-        if self._closed.done() and self.conn.state is State.CLOSED:
+        if self._closed_done and self.conn.state is State.CLOSED:
             raise connection_closed(self.close_code, self.close_reason, self.conn.close_sent)
 
     async def wait_opened(self) -> None:
         """Wait for the opening handshake; raises if it fails."""
-        await asyncio.shield(self._opened)
+        if not self._open_done:
+            if self._opened is None:
+                self._opened = self._loop.create_future()
+            await asyncio.shield(self._opened)
+        elif self._open_error is not None:
+            raise self._open_error
 
     async def wait_closed(self) -> None:
         """Wait until the transport is closed."""
-        await asyncio.shield(self._closed)
+        if not self._closed_done:
+            await asyncio.shield(self._closed_future())
+
+    def _closed_future(self) -> asyncio.Future[None]:
+        """A future resolved when the transport is closed (made on demand)."""
+        future = self._closed
+        if future is None:
+            future = self._closed = self._loop.create_future()
+            if self._closed_done:
+                future.set_result(None)
+        return future
+
+    def _set_opened(self, error: Optional[BaseException] = None) -> None:
+        """The handshake's outcome (the first one counts)."""
+        if self._open_done:
+            return
+        self._open_done = True
+        self._open_error = error
+        future = self._opened
+        if future is not None and not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+                future.exception()  # mark retrieved: its waiter may be gone
 
     def _write(self, data: bytes) -> None:
         if self._batch is not None:
@@ -475,7 +510,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         conn = self.conn
-        opened = self._opened.done() and self._opened.exception() is None
+        opened = self._open_done and self._open_error is None
         events = conn.receive_eof()
         self._cancel_timer()
         for _, future in self._pings.values():
@@ -486,12 +521,11 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         self._held = None
         self._pong = None
         self._wake_drain()
-        if not self._opened.done():
+        if not self._open_done:
             error = events[0].error if events and isinstance(events[0], HandshakeFailed) else None
-            self._opened.set_exception(
+            self._set_opened(
                 error if error is not None else ConnectionClosed(1006, "connection lost during the opening handshake")
             )
-            self._opened.exception()  # mark retrieved: nobody may be waiting
         if opened:
             logger.info("connection #%d: closed (code %d)", self.id, conn.close_code)
         if opened and self.listener is not None:
@@ -501,7 +535,8 @@ class WebSocketTransport(asyncio.BufferedProtocol):
                 logger.exception("connection #%d: error in on_close", self.id)
         if self._server is not None:
             self._server._forget(self)
-        if not self._closed.done():
+        self._closed_done = True
+        if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
         self._transport = None
 
@@ -639,16 +674,13 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         if self.listener is not None:
             self.conn.sink = self.listener
         self._arm_keepalive()
-        if not self._opened.done():
-            self._opened.set_result(None)
+        self._set_opened()
         if self.listener is not None:
             self.listener.on_open(self)
 
     def _handshake_failed(self, error: Exception) -> None:
         self._cancel_timer()
-        if not self._opened.done():
-            self._opened.set_exception(error)
-            self._opened.exception()
+        self._set_opened(error)
         out = self.conn.data_to_send()
         if self._transport is not None:
             if out:

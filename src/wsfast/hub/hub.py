@@ -387,7 +387,7 @@ class Hub:
         if mine is None:
             mine = self._subscribers[sub._key] = {}
             if sub._kind == _WSFAST:  # forget it when it closes
-                sub._target._closed.add_done_callback(lambda _, key=sub._key: self._forget(key))
+                sub._target._closed_future().add_done_callback(lambda _, key=sub._key: self._forget(key))
         mine[sub.channel] = sub
 
     def _remove(self, sub: Subscription) -> None:

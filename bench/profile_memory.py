@@ -13,6 +13,12 @@ OpenSSL's)::
 
     PYTHONPATH=src python bench/profile_memory.py --impl wsfast-serve --connections 2000
     PYTHONPATH=src python bench/profile_memory.py --impl wsfast --deflate
+    PYTHONPATH=src python bench/profile_memory.py --impl wsfast --deflate --release
+
+``--release`` then frees the permessage-deflate state of every server
+connection (the keepalive's sweep, called twice) and reads the RSS again,
+and once more after glibc's ``malloc_trim(0)``: whether freed zlib memory
+leaves the process.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import ctypes
 import gc
 import os
 import ssl
 import sys
 import tempfile
+import time
 import tracemalloc
 from typing import Any, Optional
 
@@ -53,6 +61,44 @@ def _sizes() -> dict[str, int]:
     for o in gc.get_objects():
         sizes.setdefault(type(o).__qualname__, sys.getsizeof(o))
     return sizes
+
+
+def _malloc_trim() -> Optional[int]:
+    """glibc's ``malloc_trim(0)`` (returns 1 if memory went back to the
+    system); ``None`` elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return int(trim(0))
+
+
+def _release(rss: int, n: int) -> None:
+    """Release the permessage-deflate state of every server connection (the
+    sweep called twice: the first call only clears the "used" flag), then
+    print the RSS growth per connection after it, and after malloc_trim."""
+    from wsfast.protocol import Connection
+
+    gc.collect()
+    connections = [o for o in gc.get_objects() if isinstance(o, Connection)]
+    first = sum(conn.release_idle_memory() for conn in connections)
+    freed = sum(conn.release_idle_memory() for conn in connections)
+    gc.collect()
+    after = (proc_rss_bytes(os.getpid()) or 0) - rss
+    print(
+        f"release: {len(connections)} connections, {first} freed at the first sweep, {freed} at the second; "
+        f"RSS growth {after / n:,.0f} B per connection after it"
+    )
+    start = time.perf_counter()
+    trimmed = _malloc_trim()
+    elapsed = time.perf_counter() - start
+    if trimmed is None:
+        print("malloc_trim: not available (not glibc)")
+    else:
+        after = (proc_rss_bytes(os.getpid()) or 0) - rss
+        print(f"malloc_trim(0) returned {trimmed} in {elapsed * 1000:.1f} ms;", end=" ")
+        print(f"RSS growth {after / n:,.0f} B per connection after it\n")
 
 
 async def _profile(args: argparse.Namespace, directory: str) -> None:
@@ -91,6 +137,8 @@ async def _profile(args: argparse.Namespace, directory: str) -> None:
         await ask(n)  # untraced: tracemalloc's own bookkeeping would inflate the RSS
         await asyncio.sleep(0.3)
         grown = (proc_rss_bytes(os.getpid()) or 0) - rss
+        if args.release:
+            _release(rss, n)
         tracemalloc.start(args.frames)
         types = _types()
         before, traced = tracemalloc.take_snapshot(), tracemalloc.get_traced_memory()[0]
@@ -123,6 +171,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--deflate", action="store_true")
     parser.add_argument("--tls", action="store_true")
+    parser.add_argument(
+        "--release",
+        action="store_true",
+        help="then release every server connection's deflate state (Connection.release_idle_memory, twice) "
+        "and read the RSS again, and after glibc's malloc_trim(0)",
+    )
     parser.add_argument("--frames", type=int, default=1, help="traceback depth (1: by line)")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()

@@ -289,3 +289,20 @@ def test_release_between_every_message_against_a_real_peer(lib: str, wsfast_role
             assert max(repeated) < noise / 20, sizes
         else:
             assert min(repeated) > noise / 3, sizes  # each on its own: the noise costs again
+
+
+# ---------------------------------------------------------------- giving memory back
+
+
+def test_trim_freed_memory_counts_what_was_released() -> None:
+    from wsfast.extensions.permessage_deflate import _malloc_trim, trim_freed_memory
+
+    trim_freed_memory(0)  # start from zero
+    assert not trim_freed_memory(1)  # nothing released since
+    ours = Deflate(compress_bits=12, decompress_bits=12, mem_level=5)
+    ours.compress(b"hello" * 100)
+    ours.decompress(zlib.compressobj(6, zlib.DEFLATED, -12).flush(zlib.Z_SYNC_FLUSH)[:-4], True, None)
+    assert ours.release()
+    assert not trim_freed_memory(1 << 20)  # about 50 KB: under the threshold, kept for later
+    assert trim_freed_memory(40_000) is (_malloc_trim() is not None)  # glibc only
+    assert not trim_freed_memory(1)  # counted from the trim on

@@ -8,6 +8,8 @@ import random
 import threading
 from typing import Any
 
+import pytest
+
 from wsfast.sync import WebSocket, connect
 
 from .helpers import TIMEOUT, running, uri, wait_until
@@ -58,3 +60,65 @@ def test_without_keepalive_nothing_is_released() -> None:
             # Several would-be ticks of the other test: nothing sweeps.
             threading.Event().wait(0.1)
             assert not released(ws)
+
+
+# ---------------------------------------------------------------- websockets over a socket
+
+
+def _release(ws: WebSocket) -> None:
+    """The keepalive's sweep, twice (the first call only clears the flag),
+    under the connection's lock as the housekeeping thread calls it."""
+    with ws._lock:
+        ws.conn.release_idle_memory()
+        ws.conn.release_idle_memory()
+    assert released(ws)
+
+
+def test_release_between_every_message_against_websockets_server() -> None:
+    """A websockets server (its own permessage-deflate, context kept for the
+    whole connection, 15-bit windows unless asked) echoes; the wsfast client
+    frees its zlib state after every message sent and every message
+    received, and every echo comes back intact."""
+    ws_server = pytest.importorskip("websockets.sync.server")
+
+    def echo(conn: Any) -> None:
+        for message in conn:
+            conn.send(message)
+
+    server = ws_server.serve(echo, "127.0.0.1", 0, ping_interval=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with connect(f"ws://127.0.0.1:{server.socket.getsockname()[1]}/", ping_interval=None) as ws:
+            assert ws.conn.deflate is not None and not ws.conn.deflate.compress_reset
+            for i in range(10):
+                message = f'{{"i":{i},"noise":"{NOISE}"}}'
+                ws.send(message)
+                _release(ws)
+                assert ws.recv(timeout=TIMEOUT) == message
+                _release(ws)
+    finally:
+        server.shutdown()
+        thread.join(TIMEOUT)
+
+
+def test_release_between_every_message_against_websockets_client() -> None:
+    ws_client = pytest.importorskip("websockets.sync.client")
+    handlers: list[WebSocket] = []
+
+    def echo(ws: WebSocket) -> None:
+        handlers.append(ws)
+        for message in ws:
+            _release(ws)
+            ws.send(message)
+            _release(ws)
+
+    with running(echo, ping_interval=None) as server:
+        with ws_client.connect(uri(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT) as client:
+            for i in range(10):
+                message = f'{{"i":{i},"noise":"{NOISE}"}}'
+                client.send(message)
+                assert client.recv(timeout=TIMEOUT) == message
+        (peer,) = handlers
+        assert peer.conn.deflate is not None and not peer.conn.deflate.decompress_reset
+        assert peer.conn.failure is None

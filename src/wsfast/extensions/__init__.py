@@ -9,7 +9,7 @@ import re
 from typing import Iterable, Optional
 
 from ..exceptions import NegotiationError
-from .permessage_deflate import DEFAULT_DEFLATE, Deflate, PerMessageDeflate
+from .permessage_deflate import DEFAULT_DEFLATE, Deflate, PerMessageDeflate, trim_freed_memory
 
 __all__ = [
     "ExtensionParams",
@@ -18,6 +18,7 @@ __all__ = [
     "PerMessageDeflate",
     "DEFAULT_DEFLATE",
     "Deflate",
+    "trim_freed_memory",
 ]
 
 ExtensionParams = list[tuple[str, Optional[str]]]

@@ -16,9 +16,10 @@ OpenSSL's)::
     PYTHONPATH=src python bench/profile_memory.py --impl wsfast --deflate --release
 
 ``--release`` then frees the permessage-deflate state of every server
-connection (the keepalive's sweep, called twice) and reads the RSS again,
-and once more after glibc's ``malloc_trim(0)``: whether freed zlib memory
-leaves the process.
+connection (the keepalive's sweep, called twice) and reads the RSS again;
+opens as many connections again (is the freed memory reused?), releases
+them too, and reads the RSS once more after glibc's ``malloc_trim(0)``:
+whether freed zlib memory leaves the process.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from wsfast.benchmark._common import import_optional, loop_factory, proc_rss_bytes
 from wsfast.benchmark.runner import Worker
@@ -74,31 +75,47 @@ def _malloc_trim() -> Optional[int]:
     return int(trim(0))
 
 
-def _release(rss: int, n: int) -> None:
-    """Release the permessage-deflate state of every server connection (the
-    sweep called twice: the first call only clears the "used" flag), then
-    print the RSS growth per connection after it, and after malloc_trim."""
+def _sweep() -> tuple[int, int, int]:
+    """The keepalive's sweep over every server connection, twice (the first
+    call only clears the "used" flag): (connections, freed at the first,
+    freed at the second)."""
     from wsfast.protocol import Connection
 
     gc.collect()
     connections = [o for o in gc.get_objects() if isinstance(o, Connection)]
     first = sum(conn.release_idle_memory() for conn in connections)
-    freed = sum(conn.release_idle_memory() for conn in connections)
+    second = sum(conn.release_idle_memory() for conn in connections)
     gc.collect()
-    after = (proc_rss_bytes(os.getpid()) or 0) - rss
+    return len(connections), first, second
+
+
+async def _release(rss: int, n: int, ask: Callable[[int], Awaitable[None]]) -> None:
+    """Release the permessage-deflate state of every server connection and
+    read the RSS; open ``n`` more connections (one message each way: do they
+    reuse the freed memory?); release again, then malloc_trim."""
+    pid = os.getpid()
+    count, first, second = _sweep()
+    released = (proc_rss_bytes(pid) or 0) - rss
     print(
-        f"release: {len(connections)} connections, {first} freed at the first sweep, {freed} at the second; "
-        f"RSS growth {after / n:,.0f} B per connection after it"
+        f"release: {count} connections, {first} freed at the first sweep, {second} at the second; "
+        f"RSS growth {released / n:,.0f} B per connection after it"
     )
+    await ask(n)
+    await asyncio.sleep(0.3)
+    more = (proc_rss_bytes(pid) or 0) - rss
+    print(f"{n} more connections, just used, on the freed memory: RSS growth {(more - released) / n:,.0f} B each")
+    _sweep()
+    after = (proc_rss_bytes(pid) or 0) - rss
+    print(f"all released again: RSS growth {after / (2 * n):,.0f} B per connection ({2 * n} connections)")
     start = time.perf_counter()
     trimmed = _malloc_trim()
     elapsed = time.perf_counter() - start
     if trimmed is None:
-        print("malloc_trim: not available (not glibc)")
+        print("malloc_trim: not available (not glibc)\n")
     else:
-        after = (proc_rss_bytes(os.getpid()) or 0) - rss
+        after = (proc_rss_bytes(pid) or 0) - rss
         print(f"malloc_trim(0) returned {trimmed} in {elapsed * 1000:.1f} ms;", end=" ")
-        print(f"RSS growth {after / n:,.0f} B per connection after it\n")
+        print(f"RSS growth {after / (2 * n):,.0f} B per connection after it\n")
 
 
 async def _profile(args: argparse.Namespace, directory: str) -> None:
@@ -138,7 +155,7 @@ async def _profile(args: argparse.Namespace, directory: str) -> None:
         await asyncio.sleep(0.3)
         grown = (proc_rss_bytes(os.getpid()) or 0) - rss
         if args.release:
-            _release(rss, n)
+            await _release(rss, n, ask)
         tracemalloc.start(args.frames)
         types = _types()
         before, traced = tracemalloc.take_snapshot(), tracemalloc.get_traced_memory()[0]

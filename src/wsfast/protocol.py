@@ -58,7 +58,7 @@ from .events import (
 )
 from .exceptions import FrameError, InvalidHandshake, InvalidState, NegotiationError, connection_closed
 from .extensions import DEFAULT_DEFLATE, PerMessageDeflate
-from .extensions.permessage_deflate import Deflate, MessageTooBig
+from .extensions.permessage_deflate import Deflate, MessageTooBig, trim_freed_memory
 from .handshake import (
     SubprotocolSelector,
     build_request,
@@ -328,22 +328,36 @@ class Connection:
             out[:] = [frame for frame in out if frame[:1] != _PONG_HEAD or frame is latest]
         return None
 
-    def release_idle_memory(self) -> bool:
+    def release_idle_memory(self, trim: bool = True) -> bool:
         """Free the permessage-deflate zlib state (about 50 KB at the default
         settings) of a connection that neither compressed nor inflated a
         message since the previous call; otherwise only note that it did not
         yet. Meant to be called from a periodic timer shared by many
-        connections (the keepalive tick): every N seconds, it frees a
-        connection silent for N to 2N seconds, and costs sending and
-        receiving nothing but a flag. Context takeover keeps working: the
-        next compressed message re-creates the zlib object with the last
-        window of that direction's history as its preset dictionary
-        (:class:`~wsfast.extensions.Deflate`). A direction inside a
-        fragmented message keeps its state. Call it where ``send_*`` and
-        ``receive_data`` are called (not concurrently with them). Returns
-        whether anything was freed (always ``False`` without deflate)."""
+        connections (wsfast.sync and wsfast.trio call it at each keepalive tick):
+        every N seconds, it frees a connection silent for N to 2N seconds,
+        and costs sending and receiving nothing but a flag. Context takeover
+        keeps working: the next compressed message re-creates the zlib
+        object with the last window of that direction's history as its
+        preset dictionary (:class:`~wsfast.extensions.Deflate`). A direction
+        inside a fragmented message keeps its state. Call it where
+        ``send_*`` and ``receive_data`` are called (not concurrently with
+        them). Returns whether anything was freed (always ``False`` without
+        deflate).
+
+        ``trim``: when this freed something, also call
+        :func:`~wsfast.extensions.trim_freed_memory` (glibc: once 32 MiB of
+        zlib state were freed since the last trim, ``malloc_trim(0)`` gives
+        it back to the system; a pause of a few ms, up to about 50 ms with
+        20,000 connections' worth of freed memory). ``False`` leaves the
+        memory to glibc, which reuses it for later zlib objects: for a
+        caller that sweeps many connections and trims once after.
+        """
         deflate = self.deflate
-        return deflate is not None and deflate.release_if_idle()
+        if deflate is None or not deflate.release_if_idle():
+            return False
+        if trim:
+            trim_freed_memory()
+        return True
 
     def data_to_send(self) -> bytes:
         """The automatic replies queued since the last call (often ``b""``)."""

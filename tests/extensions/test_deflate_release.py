@@ -306,3 +306,26 @@ def test_trim_freed_memory_counts_what_was_released() -> None:
     assert not trim_freed_memory(1 << 20)  # about 50 KB: under the threshold, kept for later
     assert trim_freed_memory(40_000) is (_malloc_trim() is not None)  # glibc only
     assert not trim_freed_memory(1)  # counted from the trim on
+
+
+def test_release_idle_memory_trims_after_a_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wsfast.protocol
+
+    calls: list[int] = []
+
+    def trim() -> bool:
+        calls.append(1)
+        return False
+
+    monkeypatch.setattr(wsfast.protocol, "trim_freed_memory", trim)
+    client, server = pair(PerMessageDeflate(compress_threshold=0))
+    server.receive_data(client.send_text(NOISE))
+    assert not server.release_idle_memory()
+    assert server.release_idle_memory()
+    assert calls == [1]  # trimmed (or not, by its threshold) after freeing
+    assert not server.release_idle_memory()
+    assert calls == [1]  # nothing freed: no trim
+    server.receive_data(client.send_text(NOISE))
+    server.release_idle_memory()
+    assert server.release_idle_memory(trim=False)
+    assert calls == [1]

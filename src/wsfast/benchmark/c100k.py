@@ -575,7 +575,7 @@ def _fanout_config(config: Any) -> Any:
         fanout_workers=config.c100k_workers,
         fanout_clients=total,
         fanout_clients_per_process=config.c100k_per_process,
-        fanout_deliveries_per_s=2 * total,  # two messages per second
+        fanout_deliveries_per_s=round(config.c100k_messages_per_s * total),
         fanout_rate_seconds=config.c100k_rate_seconds,
         fanout_saturation_seconds=config.c100k_rate_seconds / 2,
         fanout_window=4,  # a message to 100,000 can take a second: 4 in flight drain within the phase's timeout
@@ -760,7 +760,7 @@ def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str, o
             " (SO_REUSEPORT), through Redis Pub/Sub (the fanout run at this scale; client processes of"
             f" {config.get('c100k_per_process', 0):,} connections, each from its own loopback address): server RSS"
             " growth per subscribed connection summed over the workers, handshakes per second while opening them"
-            " all, and publish-to-last-delivery of messages at two per second:",
+            f" all, and publish-to-last-delivery of messages at {config.get('c100k_messages_per_s', 2.0):g} per second:",
             "",
             "| implementation | RSS growth per connection | in all | handshakes/s | to last client p50 / p99 |",
             "| --- | ---: | ---: | ---: | ---: |",

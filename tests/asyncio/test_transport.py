@@ -711,6 +711,11 @@ def test_an_idle_server_connection_holds_no_futures_until_someone_waits() -> Non
             waiting = asyncio.ensure_future(ws.wait_closed())
             await asyncio.sleep(0)
             assert ws._closed is not None and not waiting.done()
+            # A waiter that gives up cancels no other, and leaves no garbage.
+            for _ in range(100):
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(ws.wait_closed(), 0.001)
+            assert len(ws._closed) <= 3 and not waiting.done()
             peer.close()
             await asyncio.wait_for(waiting, 5)
             await ws.wait_closed()  # once closed, returns at once

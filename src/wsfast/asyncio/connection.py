@@ -285,7 +285,7 @@ class WebSocket(Listener):
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed."""
-        await self.transport.wait_closed()
+        await self.transport._closed_future()  # one coroutine frame while it waits
 
 
 async def _aiter(items: Iterable[Message]) -> AsyncIterator[Message]:

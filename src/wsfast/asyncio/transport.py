@@ -219,7 +219,7 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         self._open_error: Optional[BaseException] = None
         self._opened: Optional[asyncio.Future[None]] = None
         self._closed_done = False
-        self._closed: Optional[asyncio.Future[None]] = None
+        self._closed: Optional[list[asyncio.Future[None]]] = None  # one future per waiter
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self.remote_address: Any = None
@@ -398,15 +398,23 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     async def wait_closed(self) -> None:
         """Wait until the transport is closed."""
         if not self._closed_done:
-            await asyncio.shield(self._closed_future())
+            await self._closed_future()
 
     def _closed_future(self) -> asyncio.Future[None]:
-        """A future resolved when the transport is closed (made on demand)."""
-        future = self._closed
-        if future is None:
-            future = self._closed = self._loop.create_future()
-            if self._closed_done:
-                future.set_result(None)
+        """A new future, resolved when the transport is closed: one per
+        waiter, so that cancelling one cancels no other (and no shield and
+        its second future are needed)."""
+        future = self._loop.create_future()
+        if self._closed_done:
+            future.set_result(None)
+            return future
+        waiters = self._closed
+        if waiters is None:
+            self._closed = [future]
+        else:
+            if waiters[-1].done():  # cancelled waiters: keep the list bounded
+                waiters[:] = [f for f in waiters if not f.done()]
+            waiters.append(future)
         return future
 
     def _set_opened(self, error: Optional[BaseException] = None) -> None:
@@ -536,8 +544,12 @@ class WebSocketTransport(asyncio.BufferedProtocol):
         if self._server is not None:
             self._server._forget(self)
         self._closed_done = True
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
+        waiters = self._closed
+        if waiters is not None:
+            self._closed = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         self._transport = None
 
     def pause_writing(self) -> None:

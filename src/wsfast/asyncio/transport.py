@@ -828,6 +828,8 @@ class WebSocketTransport(asyncio.BufferedProtocol):
     def _keepalive(self) -> None:
         if self.conn.state is not State.OPEN:
             return
+        # Silent since the previous tick: free its zlib state (context takeover kept).
+        self.conn.release_idle_memory()
         try:
             self._send_ping(b"keepalive" + os.urandom(4), None)
         except ConnectionClosed:

@@ -330,9 +330,7 @@ def test_backpressure_with_a_slow_application(impl: str) -> None:
     async def main() -> None:
         async with uvicorn_server(app, impl, ws_max_queue=2, ws_max_size=size) as (port, _):
             async with connect(url(port), compression=None, max_size=None, write_limit=size) as ws:
-                sender = asyncio.ensure_future(
-                    asyncio.gather(*[ws.send(bytes([i]) * size) for i in range(count)])
-                )
+                sender = asyncio.ensure_future(asyncio.gather(*[ws.send(bytes([i]) * size) for i in range(count)]))
                 await asyncio.sleep(1.0)
                 # 48 MiB cannot all have left: the server stopped reading.
                 assert not sender.done()
@@ -511,3 +509,36 @@ def test_ping_flood_from_a_client_that_never_reads_is_bounded() -> None:
             sock.close()
 
     run(main(), 30)
+
+
+def test_keepalive_tick_releases_idle_deflate_state() -> None:
+    # As wsfast's own servers: a connection silent since the previous tick
+    # frees its zlib state; the next messages refer back across the release.
+    import gc
+    import random
+
+    from wsfast.uvicorn import WSFastProtocol
+
+    noise = random.Random(15).randbytes(1000).hex()
+
+    async def main() -> None:
+        async with uvicorn_server(echo_app(Recorder()), WSFAST, ws_ping_interval=0.02, ws_ping_timeout=5.0) as (
+            port,
+            _,
+        ):
+            async with connect(url(port), ping_interval=None) as ws:
+                await ws.send(noise)
+                assert await ws.recv() == noise
+                (protocol,) = [o for o in gc.get_objects() if isinstance(o, WSFastProtocol)]
+                deflate = protocol.conn.deflate
+                assert deflate is not None
+                for _ in range(500):
+                    if deflate._compressor is None and deflate._decompressor is None:
+                        break
+                    await asyncio.sleep(0.01)
+                assert deflate._compressor is None and deflate._decompressor is None
+                for i in range(2):
+                    await ws.send(f"{i} {noise}")
+                    assert await ws.recv() == f"{i} {noise}"
+
+    run(main(), 20)

@@ -487,6 +487,7 @@ class WSFastProtocol(asyncio.Protocol):
         self.ping_timer = None
         if self.conn.state is not State.OPEN or self._lost or self._closing:
             return
+        self.conn.release_idle_memory()  # silent since the previous tick: free its zlib state
         self._ping = os.urandom(4)
         self.ping_sent_at = self.loop.time()
         self.transport.write(self.conn.send_ping(self._ping))

@@ -40,7 +40,7 @@ def test_idle_connections_release_their_zlib_state_at_the_keepalive_tick() -> No
                     assert await asyncio.wait_for(ws.recv(), 5) == message
                     (peer,) = handlers
                     # Two ticks without a message: both ends free their zlib objects.
-                    await eventually(lambda: released(ws) and released(peer), timeout=5)
+                    await eventually(lambda: released(ws) and released(handlers[0]), timeout=5)
                     deflate = ws.transport.conn.deflate
                     assert deflate is not None and len(deflate._chistory or b"") > len(NOISE)
                 # The next message refers back across the release, both ways.

@@ -333,7 +333,7 @@ class Connection:
         settings) of a connection that neither compressed nor inflated a
         message since the previous call; otherwise only note that it did not
         yet. Meant to be called from a periodic timer shared by many
-        connections (wsfast.sync and wsfast.trio call it at each keepalive tick):
+        connections (every wsfast API calls it at each keepalive tick):
         every N seconds, it frees a connection silent for N to 2N seconds,
         and costs sending and receiving nothing but a flag. Context takeover
         keeps working: the next compressed message re-creates the zlib

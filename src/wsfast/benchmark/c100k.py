@@ -71,7 +71,17 @@ threshold (128 B), so that both directions compress (zlib allocates then)."""
 RAW_FRAME = len(CLIENT_FRAME)  # the raw echo returns the client's bytes
 WARMUP = 50  # connections opened before the baseline RSS is read
 FD_MARGIN = 64  # open files a process needs besides its connections
-VARIANTS = ("plain", "deflate", "tls")
+VARIANTS = ("plain", "deflate", "tls", "tls-asyncio")
+"""``tls-asyncio``: TLS with the server on asyncio's standard loop whatever
+the run's loop (there asyncio's SSL transport keeps a 256 KiB buffer per
+connection: the raw echo on it is the reference of the TLS target)."""
+COLUMNS = {
+    "plain": "plain",
+    "deflate": "deflate",
+    "deflate-idle": "deflate, idle {wait:g} s",
+    "tls": "tls",
+    "tls-asyncio": "tls (asyncio loop)",
+}
 FANOUT_IMPLS = ("raw-redis", "wsfast-redis", "websockets-redis")
 NO_DEFLATE = ("picows", "raw")  # the raw echo's floor is its plain figure
 
@@ -407,7 +417,7 @@ class _Run:
         spec: dict[str, Any] = {
             "role": "server",
             "impl": impl,
-            "loop": loop,
+            "loop": "asyncio" if variant == "tls-asyncio" else loop,
             "app": app,
             "keepalive": True,
             "deflate": variant == "deflate",
@@ -419,7 +429,7 @@ class _Run:
             "app": app,
             "deflate": variant == "deflate",
         }
-        if variant == "tls":
+        if variant.startswith("tls"):
             tls = suite.tls()
             assert tls is not None
             spec.update(certfile=tls[1], keyfile=tls[2])
@@ -486,10 +496,15 @@ def _memory(suite: Suite, addresses: _Addresses, loop: str, impl: str, variant: 
     try:
         run.open(WARMUP)
         before = run.rss()
-        counts = config.c100k_counts if variant != "tls" else config.c100k_counts[:1]
+        counts = config.c100k_counts if not variant.startswith("tls") else config.c100k_counts[:1]
         for count in counts:
             run.open(count - run.held)
             figures[f"memory.{variant}.{count}"] = (run.rss() - before) / (count - WARMUP)
+        if variant == "deflate" and config.c100k_idle_wait:
+            # Idle at the library's defaults: wsfast frees a connection's zlib
+            # state at the second keepalive tick (ping_interval 20 s) without a message.
+            time.sleep(config.c100k_idle_wait)
+            figures[f"memory.deflate-idle.{run.held}"] = (run.rss() - before) / (run.held - WARMUP)
         if variant != "plain":
             return figures
         run.close(run.held - config.c100k_idle) if run.held > config.c100k_idle else run.open(
@@ -609,6 +624,7 @@ def run_scenario(suite: Suite, loop: str, impls: list[str]) -> None:
             (variant, functools.partial(_memory, suite, addresses, loop, impl, variant))
             for variant in VARIANTS
             if not (variant == "deflate" and impl in NO_DEFLATE)
+            and not (variant == "tls-asyncio" and loop == "asyncio")  # the same as "tls" there
         ]
         steps.append(("broadcast", functools.partial(_broadcast, suite, addresses, loop, impl)))
         for name, step in steps:
@@ -696,11 +712,22 @@ def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str, o
             " fail the run on a missing, extra or altered message.",
             "",
         ]
-    header = ["implementation"] + [f"{v} @ {c:,}" for v in VARIANTS for c in (counts if v != "tls" else counts[:1])]
-    keys = [f"memory.{v}.{c}" for v in VARIANTS for c in (counts if v != "tls" else counts[:1])]
+    wait = config.get("c100k_idle_wait", 0)
+    columns = [
+        (v, c)
+        for v in ("plain", "deflate", "deflate-idle", "tls", "tls-asyncio")
+        for c in (counts[:1] if v.startswith("tls") else counts[-1:] if v == "deflate-idle" else counts)
+    ]
+    keys = [f"memory.{v}.{c}" for v, c in columns]
+    present = [i for i, k in enumerate(keys) if any(_get(p, k) is not None for p in single.values())]
+    header = ["implementation"] + [f"{COLUMNS[columns[i][0]].format(wait=wait)} @ {columns[i][1]:,}" for i in present]
+    keys = [keys[i] for i in present]
     lines += [
         "Server RSS growth per connection (in brackets: x the raw TCP echo, the floor; TLS: the raw echo on"
-        " asyncio's SSL transport):",
+        " the same loop's SSL transport"
+        + (f"; deflate, idle: after {wait:g} s without a message, at each library's defaults" if wait else "")
+        + "; tls (asyncio loop): the server on asyncio's standard loop, where asyncio's SSL transport keeps a"
+        " 256 KiB buffer per connection):",
         "",
         "| " + " | ".join(header) + " |",
         "| --- |" + " ---: |" * len(keys),
@@ -760,7 +787,8 @@ def markdown(points: list[dict[str, Any]], config: dict[str, Any], title: str, o
             " (SO_REUSEPORT), through Redis Pub/Sub (the fanout run at this scale; client processes of"
             f" {config.get('c100k_per_process', 0):,} connections, each from its own loopback address): server RSS"
             " growth per subscribed connection summed over the workers, handshakes per second while opening them"
-            f" all, and publish-to-last-delivery of messages at {config.get('c100k_messages_per_s', 2.0):g} per second:",
+            " all, and publish-to-last-delivery of messages at"
+            f" {config.get('c100k_messages_per_s', 2.0):g} per second:",
             "",
             "| implementation | RSS growth per connection | in all | handshakes/s | to last client p50 / p99 |",
             "| --- | ---: | ---: | ---: | ---: |",
@@ -825,12 +853,21 @@ def _targets(single: dict[str, Any], across: dict[str, Any], counts: list[int]) 
                 f"- {LABELS[impl]}: deflate negotiated and used {_kb(deflate)} per connection; target at most 32 KB:"
                 f" {verdict(deflate <= 32000)}"
             )
-        tls_key = f"memory.tls.{counts[0]}" if counts else ""
+        idle = _get(p, f"memory.deflate-idle.{top}")
+        if idle is not None:
+            lines.append(
+                f"- {LABELS[impl]}: deflate negotiated, used, then idle {_kb(idle)} per connection; target at most"
+                f" 32 KB: {verdict(idle <= 32000)}"
+            )
+        tls_key = f"memory.tls-asyncio.{counts[0]}" if counts else ""
         tls, base = _get(p, tls_key), _get(floor, tls_key)
+        if tls is None or base is None:  # a run on asyncio's loop
+            tls_key = f"memory.tls.{counts[0]}" if counts else ""
+            tls, base = _get(p, tls_key), _get(floor, tls_key)
         if tls is not None and base is not None:
             lines.append(
-                f"- {LABELS[impl]}: TLS {_kb(tls)} per connection against {_kb(base)} for the raw echo on asyncio's"
-                f" SSL transport ({tls / base:.2f}x); target at most 0.5x: {verdict(tls <= base / 2)}"
+                f"- {LABELS[impl]}: TLS on asyncio's loop {_kb(tls)} per connection against {_kb(base)} for the raw"
+                f" echo on asyncio's SSL transport ({tls / base:.2f}x); target at most 0.5x: {verdict(tls <= base / 2)}"
             )
         rate = _get(p, "handshake.per_s")
         peers = {i: _get(single.get(i), "handshake.per_s") for i in ("websockets", "picows")}

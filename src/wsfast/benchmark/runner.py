@@ -144,6 +144,7 @@ class Config:
     # across workers: a message to 100,000 takes this machine >= 0.56 s (about
     # 178,000 deliveries/s at saturation), so 2/s would measure a queue
     c100k_messages_per_s: float = 0.5
+    c100k_idle_wait: float = 45.0  # deflate: RSS again after this long without a message (0: not measured)
     quick: bool = False
     command: str = ""
     progress: Callable[[str], None] = field(default=lambda line: None, repr=False)
@@ -173,6 +174,7 @@ class Config:
             "c100k_workers": 2,
             "c100k_rate_seconds": 2.0,
             "c100k_messages_per_s": 2.0,
+            "c100k_idle_wait": 0.0,
             "quick": True,
         }
         values.update(overrides)

@@ -444,6 +444,8 @@ class Connection:
                     else:
                         self._checked = 0
                         self._deliver_text(payload, events, sink)
+                elif fin and not self.stream_messages:
+                    self._inflate_whole(opcode, payload, events, sink)
                 else:
                     self._msg_opcode = opcode
                     self._msg_compressed = rsv == 4
@@ -472,6 +474,29 @@ class Connection:
                 events.append(Pong(payload))
             else:
                 self._receive_close(payload, events)
+
+    def _inflate_whole(self, opcode: int, payload: bytes, events: list[Event], sink: Optional[MessageSink]) -> None:
+        """A whole compressed message in one frame (the common case): inflated
+        to at most ``max_message_size`` bytes (else 1009), then delivered as
+        an uncompressed one is (text: the decoding is the UTF-8 check, 1007),
+        without the fragments' bookkeeping and incremental validation."""
+        self._checked = 0
+        assert self.deflate is not None
+        try:
+            data = self.deflate.decompress(payload, True, self.max_message_size)
+        except MessageTooBig:
+            self._fail(1009, f"message larger than max_message_size={self.max_message_size}")
+            return
+        except zlib.error as exc:
+            self._fail(1002, f"invalid compressed data: {exc}")
+            return
+        if opcode == OP_BINARY:
+            if sink is None:
+                events.append(BinaryMessage(data))
+            else:
+                sink.on_binary(data)
+        else:
+            self._deliver_text(data, events, sink)
 
     def _deliver_text(self, payload: bytes, events: list[Event], sink: Optional[MessageSink]) -> None:
         text: Union[str, bytes] = payload
@@ -727,7 +752,8 @@ class Connection:
         if not fin:
             self._send_opcode = opcode
             self._send_compressed = rsv == 4
-        return self._after_replies(build_frame(opcode, payload, fin, rsv, self._mask))
+        frame = build_frame(opcode, payload, fin, rsv, self._mask)
+        return self._after_replies(frame) if self._out else frame
 
     def send_ping(self, data: Data = b"") -> bytes:
         """Frame a ping (at most 125 bytes of payload)."""

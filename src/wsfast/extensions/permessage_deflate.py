@@ -88,13 +88,13 @@ class PerMessageDeflate:
     under ``*_no_context_takeover``) and its next message re-creates the
     zlib object with it as the preset dictionary, at the same ratio (on the
     chat and market-data corpus of ``wsfast.benchmark.corpus``, with a
-    release after every message: 4.778 either way) for about 5 µs more for
+    release after every message: 4.778 either way) for about 6 µs more for
     that message. glibc keeps freed memory for later allocations instead of
     returning it: see :func:`trim_freed_memory`.
 
     Measured on that corpus (``bench/deflate_settings.py``): ``mem_level`` 4
     or 3 save 8 or 12 KB of compressor at the same ratio for 3% or 11% more
-    CPU per message; 11-bit windows save 8 KB more and lose 10% of the ratio;
+    CPU per message; 11-bit windows save 10 KB of both and lose 10% of the ratio;
     zlib's defaults (15 bits, ``mem_level`` 8) gain 15% of ratio for 270 KB
     of compressor and 41 KB of inflater.
     """

@@ -20,7 +20,13 @@ left out on both sides; the peer socket never reads, so the run is kept to
 what the socket's buffers hold: messages up to 1 KiB, where per-message work
 decides; larger ones are ranked clearly by time in ``wsfast bench``).
 
-Run: ``PYTHONPATH=src python bench/instructions.py [--size 64] [--per-read 1] [--picows]``
+With ``--serve`` it compares ``serve()``'s awaitable API (a handler task:
+``async for message in ws: await ws.send(message)``) with the callback API,
+both on wsfast's socket transport writing to a real socket: one message per
+read, then one pass of the event loop (where the handler task runs), the
+instructions of the loop's pass alone left out.
+
+Run: ``PYTHONPATH=src python bench/instructions.py [--size 64] [--per-read 1] [--picows | --serve]``
 (``WSFAST_PURE_PYTHON=1`` for the fallback codec). Needs valgrind.
 """
 
@@ -133,6 +139,75 @@ def _wsfast_socket_echo(calls: int, size: int) -> None:
     asyncio.run(main())
 
 
+def _api_echo(calls: int, size: int, api: str) -> None:
+    """One round: a message read, then one pass of the event loop (where
+    ``serve``'s handler task takes it and sends the echo); ``api`` ``idle``:
+    the loop passes alone, ``callback``: create_server's listener echoes."""
+    from server_path import _Echo  # type: ignore[import-not-found]
+
+    from wsfast.asyncio import create_server, serve
+    from wsfast.benchmark._common import frame, payload, upgrade_request
+    from wsfast.codec import SocketTransport
+
+    sent = [0]
+
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+            sent[0] += 1
+
+    async def switch() -> None:  # the floor of any task per connection: a future, a wakeup
+        loop = asyncio.get_running_loop()
+        box: list[asyncio.Future[None]] = []
+
+        async def task() -> None:
+            while True:
+                box.append(loop.create_future())
+                await box[-1]
+                box.pop()
+                sent[0] += 1
+
+        waiting = asyncio.ensure_future(task())
+        await asyncio.sleep(0)
+        for _ in range(1000 + calls):
+            box[-1].set_result(None)
+            await asyncio.sleep(0)
+        assert sent[0] == 1000 + calls
+        waiting.cancel()
+
+    async def main() -> None:
+        if api == "switch":
+            await switch()
+            return
+        options: dict[str, Any] = {"deflate": None, "ping_interval": None}
+        if api == "serve":
+            server: Any = await serve(handler, "127.0.0.1", 0, **options)
+        else:
+            server = await create_server(lambda ws, request: _Echo(), "127.0.0.1", 0, **options)
+        ws = server._protocol()
+        transport = SocketTransport(asyncio.get_running_loop(), _socket_pair(), ws)
+        await asyncio.sleep(0)  # connection_made
+        transport.pause_reading()  # the reads come from here
+        head = upgrade_request("127.0.0.1", 1)
+        ws._view[: len(head)] = head
+        ws.buffer_updated(len(head))
+        await asyncio.sleep(0)  # the handler starts
+        wire = frame(payload(size), masked=True)
+        read = ws.buffer_updated
+        for _ in range(1000 + calls):
+            if api != "idle":
+                ws._view[: len(wire)] = wire
+                read(len(wire))
+            await asyncio.sleep(0)
+        assert transport.get_write_buffer_size() == 0, "the socket's send buffer filled up"
+        assert api != "serve" or sent[0] == 1000 + calls, "an echo was not sent within its loop pass"
+        ws._cancel_timer()
+        transport.abort()
+        server.close()
+
+    asyncio.run(main())
+
+
 def _picows_echo(calls: int, size: int) -> None:
     import picows  # type: ignore[import-not-found]
 
@@ -199,7 +274,12 @@ def main() -> int:
     parser.add_argument("--per-read", type=int, default=1, help="messages in each read (default 1)")
     parser.add_argument("--picows", action="store_true", help="compare with picows (writes to a real socket)")
     parser.add_argument(
-        "--run", choices=["raw", "wsfast", "wsfast-socket", "picows"], help=argparse.SUPPRESS
+        "--serve", action="store_true", help="compare serve()'s awaitable API with the callback API (real socket)"
+    )
+    parser.add_argument(
+        "--run",
+        choices=["raw", "wsfast", "wsfast-socket", "picows", "idle", "switch", "callback", "serve"],
+        help=argparse.SUPPRESS,
     )  # the counted child
     parser.add_argument("--calls", type=int, default=CALLS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -216,7 +296,29 @@ def main() -> int:
     if args.run == "picows":
         _picows_echo(args.calls, args.size)
         return 0
+    if args.run in ("idle", "switch", "callback", "serve"):
+        _api_echo(args.calls, args.size, args.run)
+        return 0
     import wsfast
+
+    if args.serve:
+        calls = max(100, min(CALLS, SOCKET_BYTES // (args.size + 14) - 1000))
+        idle = _per_call("idle", args.size, 1, calls)
+        callback = _per_call("callback", args.size, 1, calls) - idle
+        awaitable = _per_call("serve", args.size, 1, calls) - idle
+        switch = _per_call("switch", args.size, 1, calls) - idle
+        print(f"wsfast {wsfast.__version__}, {wsfast.IMPLEMENTATION} codec, {args.size} B binary echo, one per read")
+        print(f"{idle:10,.0f} instructions per pass of the event loop alone (left out below)")
+        print(f"{callback:10,.0f} instructions per message: callback API (create_server)")
+        print(f"{awaitable:10,.0f} instructions per message: serve() (async for message in ws: await ws.send(message))")
+        print(f"{awaitable / callback:10.2f}x the callback API's")
+        print(
+            f"{switch:10,.0f} instructions per wakeup of a task by a future (asyncio's floor for a task per connection)"
+        )
+        print(
+            f"{(awaitable - callback - switch):10,.0f} instructions of serve()'s own work per message above that floor"
+        )
+        return 0
 
     if args.picows:
         if args.size > 1024:

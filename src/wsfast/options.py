@@ -54,7 +54,12 @@ class Options:
             close frame goes at once, the messages before it stay readable).
         ping_interval, ping_timeout: a keepalive ping every
             ``ping_interval``; no pong within ``ping_timeout`` closes the
-            connection with 1011.
+            connection with 1011. Each keepalive tick also frees the
+            permessage-deflate zlib state (about 40 KB) of a connection that
+            sent and received no compressed message since the previous tick
+            (context takeover is kept: see ``Connection.release_idle_memory``);
+            without keepalive (``None``) that state stays while the
+            connection lives.
     Negotiation:
         subprotocols: offered (client) or supported in order of preference
             (server). select_subprotocol: a server's own rule.

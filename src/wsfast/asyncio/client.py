@@ -28,7 +28,7 @@ from ..uri import parse_uri
 from .connection import WebSocket
 from .listener import Listener
 from .proxy import open_tunnel
-from .sockets import connect_socket, usable, wrap
+from .sockets import TLS_OPTIONS, connect_socket, start_tls, usable, wrap
 from .transport import WebSocketTransport
 
 __all__ = ["connect", "create_connection"]
@@ -92,7 +92,7 @@ async def create_connection(
         loop_kwargs.pop("family", None)  # the proxy resolves the server's name
     # wsfast's socket transport where it applies and no option asks for the
     # loop's own connection logic (local_addr, happy eyeballs...).
-    own_transport = usable(loop, ssl, options.own_transport) and set(loop_kwargs) <= {"family"}
+    own_transport = usable(loop, ssl, options.own_transport) and set(loop_kwargs) <= {"family", *TLS_OPTIONS}
     transports: list[Any] = []
     tunnels: list[Union[socket.socket, asyncio.Transport]] = []
 
@@ -115,11 +115,15 @@ async def create_connection(
                 return
             connected_sock = tunnel
         if own_transport:
+            family = loop_kwargs.pop("family", 0)
             if connected_sock is None:
-                connected = await connect_socket(loop, wsuri.host, wsuri.port, path=path, **loop_kwargs)
+                connected = await connect_socket(loop, wsuri.host, wsuri.port, path=path, family=family)
             else:
                 connected = connected_sock
-            transports.append(wrap(loop, connected, ws))
+            if ssl is None:
+                transports.append(wrap(loop, connected, ws))
+            else:  # returns once the TLS handshake succeeded (or closes the socket)
+                await start_tls(loop, connected, ws, ssl, **loop_kwargs)
         elif path is not None:
             await loop.create_unix_connection(lambda: ws, path, sock=sock, ssl=ssl, **loop_kwargs)
         elif connected_sock is not None:

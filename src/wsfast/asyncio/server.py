@@ -200,7 +200,9 @@ class Server:
             self._server = await loop.create_server(self._protocol, host, port, ssl=ssl, **kwargs)
         if own_transport:
             tls = {name: kwargs.get(name) for name in TLS_OPTIONS} if ssl is not None else {}
-            self._acceptor = Acceptor(loop, self._server.sockets, self._protocol, kwargs.get("backlog", 100), ssl=ssl, **tls)
+            self._acceptor = Acceptor(
+                loop, self._server.sockets, self._protocol, kwargs.get("backlog", 100), ssl=ssl, **tls
+            )
         return self
 
 

@@ -10,8 +10,12 @@ unsent). It needs only the loop's ``add_reader``/``add_writer``. This module
 decides where it applies, accepts a server's connections onto it, and
 connects a client's socket for it.
 
-Everywhere else (TLS, Windows, other event loops, the pure-Python codec, the
-option ``own_transport=False``) the event loop's own transports are used.
+``wss://`` connections (an :class:`ssl.SSLContext`) run on wsfast's
+:class:`~wsfast.asyncio.tls.TLSTransport` on the same loops, with either
+codec (it is written in Python; the plain socket transport needs the
+extension). Everywhere else (Windows, other event loops, the pure-Python
+codec without TLS, the option ``own_transport=False``, TLS in TLS through an
+``https://`` proxy) the event loop's own transports are used.
 """
 
 from __future__ import annotations
@@ -21,12 +25,17 @@ import errno
 import logging
 import os
 import socket
+import ssl as ssl_module
 import sys
 from typing import Any, Callable, Optional
 
 from ..codec import SocketTransport
+from .tls import TLSTransport
 
-__all__ = ["usable", "wrap", "Acceptor", "connect_socket"]
+__all__ = ["usable", "wrap", "Acceptor", "connect_socket", "start_tls", "TLS_OPTIONS"]
+
+TLS_OPTIONS = frozenset({"ssl_handshake_timeout", "ssl_shutdown_timeout"})
+"""The loop's TLS keyword arguments that wsfast's TLS transport honours too."""
 
 logger = logging.getLogger("wsfast")
 
@@ -36,12 +45,13 @@ ACCEPT_RETRY_DELAY = 1.0
 
 
 def usable(loop: asyncio.AbstractEventLoop, ssl: Any, own_transport: bool) -> bool:
-    """Whether connections on ``loop`` can run on wsfast's socket transport:
-    asyncio's selector loops and uvloop, without TLS, with the extension."""
+    """Whether connections on ``loop`` can run on wsfast's transports:
+    asyncio's selector loops and uvloop; without TLS with the extension
+    (:class:`~wsfast.codec.SocketTransport`), with an :class:`ssl.SSLContext`
+    with either codec (:class:`~wsfast.asyncio.tls.TLSTransport`)."""
     return (
         own_transport
-        and ssl is None
-        and SocketTransport is not None
+        and (SocketTransport is not None if ssl is None else isinstance(ssl, ssl_module.SSLContext))
         and sys.platform != "win32"
         and (isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop) or type(loop).__module__ == "uvloop")
     )
@@ -52,17 +62,72 @@ def wrap(
     sock: socket.socket,
     protocol: asyncio.BaseProtocol,
     extra: Optional[dict[str, Any]] = None,
+    *,
+    ssl: Optional[ssl_module.SSLContext] = None,
+    server_side: bool = True,
+    server_hostname: Optional[str] = None,
+    waiter: Optional[asyncio.Future[None]] = None,
+    ssl_handshake_timeout: Optional[float] = None,
+    ssl_shutdown_timeout: Optional[float] = None,
 ) -> Any:
     """Run ``protocol`` over the connected ``sock`` on wsfast's transport
-    (where :func:`usable` said so); ``connection_made`` follows on the loop."""
+    (where :func:`usable` said so); ``connection_made`` follows on the loop
+    (after the TLS handshake with ``ssl``)."""
+    if ssl is not None:
+        return TLSTransport(
+            loop,
+            sock,
+            protocol,
+            ssl,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            extra=extra,
+            waiter=waiter,
+        )
     assert SocketTransport is not None
     return SocketTransport(loop, sock, protocol, extra)
+
+
+async def start_tls(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    protocol: asyncio.BaseProtocol,
+    ssl: ssl_module.SSLContext,
+    *,
+    server_hostname: Optional[str] = None,
+    ssl_handshake_timeout: Optional[float] = None,
+    ssl_shutdown_timeout: Optional[float] = None,
+) -> TLSTransport:
+    """A client's TLS connection over the connected ``sock``, on wsfast's TLS
+    transport, once its handshake succeeded (``protocol.connection_made``
+    has run); raises the handshake's error (the socket is then closed)."""
+    waiter: asyncio.Future[None] = loop.create_future()
+    transport = wrap(
+        loop,
+        sock,
+        protocol,
+        ssl=ssl,
+        server_side=False,
+        server_hostname=server_hostname,
+        waiter=waiter,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+    )
+    try:
+        await waiter
+    except BaseException:
+        transport.abort()
+        raise
+    return transport  # type: ignore[no-any-return]
 
 
 class Acceptor:
     """Accepts connections on a server's listening sockets (bound by the
     event loop's ``create_server(start_serving=False)``) onto
-    :class:`~wsfast.codec.SocketTransport`.
+    :class:`~wsfast.codec.SocketTransport`, or with ``ssl`` onto
+    :class:`~wsfast.asyncio.tls.TLSTransport` (the handshake starts at once).
 
     It listens on duplicates of the sockets' descriptors, which it owns and
     closes in :meth:`close`; the event loop's server still owns the sockets.
@@ -74,10 +139,21 @@ class Acceptor:
         sockets: Any,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         backlog: int = 100,
+        *,
+        ssl: Optional[ssl_module.SSLContext] = None,
+        ssl_handshake_timeout: Optional[float] = None,
+        ssl_shutdown_timeout: Optional[float] = None,
     ) -> None:
         self._loop = loop
         self._factory = protocol_factory
         self._backlog = backlog
+        self._tls: dict[str, Any] = {}
+        if ssl is not None:
+            self._tls = {
+                "ssl": ssl,
+                "ssl_handshake_timeout": ssl_handshake_timeout,
+                "ssl_shutdown_timeout": ssl_shutdown_timeout,
+            }
         self._listening = [socket.socket(s.family, s.type, s.proto, fileno=os.dup(s.fileno())) for s in sockets]
         for listening in self._listening:
             listening.setblocking(False)
@@ -107,7 +183,7 @@ class Acceptor:
                 self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume, listening)
                 return
             try:
-                wrap(self._loop, sock, self._factory(), {"peername": address})
+                wrap(self._loop, sock, self._factory(), {"peername": address}, **self._tls)
             except Exception:
                 sock.close()
                 logger.exception("could not set up an accepted connection")

@@ -185,6 +185,12 @@ class WebSocket(Listener):
                 await waiter
             finally:
                 self._waiter = None
+        data = self._next
+        if self._queue is None and not self._paused:  # _take(), inline: one call less per message
+            self._next = None
+            self._queued -= len(data) + MESSAGE_OVERHEAD
+            self._taken = True
+            return data
         return self._take()
 
     def _waiter_for_next(self) -> asyncio.Future[None]:
@@ -228,7 +234,9 @@ class WebSocket(Listener):
         """Send a message: ``str`` as text, bytes-like as binary; an
         (async) iterable of ``str`` or of bytes as a fragmented message.
         Waits while the transport's write buffer is above ``write_limit``."""
-        ws = self.transport
+        ws = self._ws
+        if ws is None:
+            ws = self.transport  # raises InvalidState
         if isinstance(message, str):
             ws.send_text(message)
         elif isinstance(message, (bytes, bytearray, memoryview)):

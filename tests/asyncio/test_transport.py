@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import struct
 from typing import Any, Optional, Union
 
 import pytest
@@ -720,5 +722,70 @@ def test_an_idle_server_connection_holds_no_futures_until_someone_waits() -> Non
             await asyncio.wait_for(waiting, 5)
             await ws.wait_closed()  # once closed, returns at once
             assert ws._closed_future().done()
+
+    run(main())
+
+
+def test_keepalive_wheel_forgets_connections_lost_around_its_pass() -> None:
+    # Half the peers reset their connections before the first ping: those
+    # leave the wheel, the others get their pings and stay.
+    from wsfast.asyncio import transport as transport_module
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        async with serve(echo, "127.0.0.1", 0, ping_interval=0.2, ping_timeout=0.2) as server:
+            peers = [await RawClient.connect(server.port) for _ in range(40)]
+            await eventually(lambda: len(server.connections) == 40)
+            for peer in peers[::2]:
+                sock = peer.writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                peer.close()  # a reset
+            for peer in peers[1::2]:
+                opcode, _, payload = await peer.recv_until(OP_PING)
+                peer.send(OP_PONG, payload)
+            await eventually(lambda: len(server.connections) == 20)
+            for peer in peers[1::2]:
+                peer.close()
+            await eventually(lambda: not server.connections)
+            assert not [w for w in transport_module._wheels.values() if w.loop is loop]
+        assert errors == []
+
+    run(main())
+
+
+def test_keepalive_wheel_pass_survives_changes_made_by_its_callbacks() -> None:
+    # A connection's ping can end other connections of the same pass (a
+    # write error, a close in a listener): they leave their buckets while
+    # the wheel walks them; the wheel goes on and ends empty.
+    from wsfast.asyncio.transport import _KeepaliveWheel, _wheels
+
+    fired: list[str] = []
+
+    class Fake:
+        def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
+            self._loop, self.name = loop, name
+            self._wheel: Any = None
+            self._due = 0
+            self.victims: list[Fake] = []
+
+        def _wheel_fired(self) -> None:
+            fired.append(self.name)
+            for victim in self.victims:  # closes others: out of the wheel
+                if victim._wheel is not None:
+                    victim._wheel.discard(victim)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        first, second, third = (Fake(loop, name) for name in ("first", "second", "third"))
+        _KeepaliveWheel.add(first, 0.1)  # type: ignore[arg-type]
+        _KeepaliveWheel.add(second, 0.1)  # type: ignore[arg-type]
+        _KeepaliveWheel.add(third, 0.12)  # type: ignore[arg-type]  # a later tick of the same wheel
+        assert first._wheel is second._wheel is third._wheel
+        first.victims = second.victims = [first, second, third]
+        await asyncio.sleep(0.3)
+        assert len(fired) == 1 and fired[0] in ("first", "second")  # the other was gone before its turn
+        assert not [w for w in _wheels.values() if w.loop is loop]
 
     run(main())

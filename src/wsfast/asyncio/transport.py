@@ -121,14 +121,14 @@ class _KeepaliveWheel:
         buckets = self._buckets
         last = max(self._next, math.floor(self.loop.time() / self.resolution))
         for tick in sorted(t for t in buckets if t <= last):
-            for ws in buckets.pop(tick):
+            for ws in buckets.pop(tick, ()):  # (emptied meanwhile by connections that closed)
+                if ws._wheel is not self or ws._due != tick:
+                    continue  # taken out (closed) by an earlier callback of this pass
                 ws._wheel = None
                 try:
                     ws._wheel_fired()
                 except Exception as exc:  # one connection's failure stops no other's keepalive
-                    self.loop.call_exception_handler(
-                        {"message": "keepalive failed", "exception": exc, "protocol": ws}
-                    )
+                    self.loop.call_exception_handler({"message": "keepalive failed", "exception": exc, "protocol": ws})
         if buckets:
             self._schedule(min(buckets))
         else:

@@ -89,6 +89,7 @@ class TLSTransport(asyncio.Transport):
         "_fd",
         "_protocol",
         "_sslobj",
+        "_raw",
         "_incoming",
         "_outgoing",
         "_state",
@@ -142,6 +143,9 @@ class TLSTransport(asyncio.Transport):
             server_side=server_side,
             server_hostname=None if server_side else server_hostname or None,
         )
+        # The SSLObject's own _ssl object, when it has one: its read, write and
+        # pending without the SSLObject's Python wrapper methods (a frame each).
+        self._raw: Any = getattr(self._sslobj, "_sslobj", self._sslobj)
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -318,7 +322,7 @@ class TLSTransport(asyncio.Transport):
 
     def _do_handshake(self) -> None:
         try:
-            self._sslobj.do_handshake()
+            self._raw.do_handshake()
         except _AGAIN:
             self._flush()
             return
@@ -377,8 +381,13 @@ class TLSTransport(asyncio.Transport):
     # ------------------------------------------------------------ reading
 
     def _do_read(self) -> None:
-        """Decrypt what the incoming BIO holds into the protocol's buffer."""
-        sslobj = self._sslobj
+        """Decrypt what the incoming BIO holds into the protocol's buffer.
+
+        A read is repeated only while OpenSSL has bytes to work on (in the
+        incoming BIO, or decrypted and not read yet): most reads then end
+        without the cost of an SSLWantReadError."""
+        raw = self._raw
+        incoming = self._incoming
         while self._state == WRAPPED and not self._paused:
             protocol = self._protocol
             try:
@@ -396,13 +405,17 @@ class TLSTransport(asyncio.Transport):
             offset = 0
             closed = False
             try:
-                while offset < size:
-                    # (with a buffer, read returns a count, whatever typeshed says)
-                    count: int = sslobj.read(size - offset, buffer[offset:] if offset else buffer)  # type: ignore[assignment]
-                    if not count:
-                        closed = True
-                        break
-                    offset += count
+                count = raw.read(size, buffer)
+                if count:
+                    offset = count
+                    while offset < size and (incoming.pending or raw.pending()):
+                        count = raw.read(size - offset, buffer[offset:])
+                        if not count:
+                            closed = True
+                            break
+                        offset += count
+                else:
+                    closed = True
             except _AGAIN:
                 pass
             except ssl.SSLZeroReturnError:
@@ -420,8 +433,8 @@ class TLSTransport(asyncio.Transport):
                     self._closed = True
                     self._start_shutdown()
                 return
-            if offset < size:
-                break  # the incoming BIO is empty
+            if offset < size or not (incoming.pending or raw.pending()):
+                break  # nothing more to decrypt yet
         if self._outgoing.pending:
             self._flush()  # a TLS 1.3 key update, an alert
         if self._eof and self._state == WRAPPED and not self._paused:
@@ -478,32 +491,57 @@ class TLSTransport(asyncio.Transport):
     # ------------------------------------------------------------ writing
 
     def write(self, data: Any) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        kind = type(data)
+        if kind is memoryview:
+            size = data.nbytes
+        elif kind is bytes or kind is bytearray or isinstance(data, (bytes, bytearray)):
+            size = len(data)
+        elif isinstance(data, memoryview):
+            size = data.nbytes
+        else:
             raise TypeError(f"data: expecting a bytes-like instance, got {type(data).__name__}")
-        if not data:
+        if not size:
             return
         if self._state != WRAPPED or self._closed:
             if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("SSL connection is closed")
             self._conn_lost += 1
             return
-        sslobj = self._sslobj
+        raw = self._raw
         outgoing = self._outgoing
         try:
-            size = len(data) if type(data) is not memoryview else data.nbytes
             if size <= CHUNK:
-                sslobj.write(data)
-                chunks = [outgoing.read()]
+                raw.write(data)
+                out = outgoing.read()
+                chunks = None
             else:
                 view = memoryview(data).cast("B")
                 chunks = []
                 for start in range(0, size, CHUNK):
-                    sslobj.write(view[start : start + CHUNK])
+                    raw.write(view[start : start + CHUNK])
                     chunks.append(outgoing.read())
         except ssl.SSLError as exc:
             self._fatal_error(exc, "Fatal error on SSL transport")
             return
-        self._send(chunks)
+        if chunks is not None:
+            self._send(chunks)
+        elif self._pending:  # behind what is queued
+            self._pending.append(out)
+            self._size += len(out)
+        else:  # the common case: one send
+            try:
+                n = self._sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                self._fatal_error(exc, "Fatal write error on TLS transport")
+                return
+            if n == len(out):
+                return
+            self._pending.append(out)
+            self._sent = n
+            self._size = len(out) - n
+            self._loop.add_writer(self._fd, self._on_writable)
         if self._size > self._high and not self._writing_paused:
             self._writing_paused = True
             self._tell_protocol("pause_writing")

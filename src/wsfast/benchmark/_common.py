@@ -160,13 +160,14 @@ def raise_fd_limit() -> int:
 
 def wsfast_description(api: str, tls: Any = None) -> str:
     """wsfast's version, ``api``, its codec and, where it runs (asyncio's
-    standard loop and uvloop, without TLS), its own socket transport (the
-    event loop is set by then)."""
+    standard loop and uvloop), its own socket or TLS transport (the event
+    loop is set by then)."""
     from .. import IMPLEMENTATION, __version__
     from ..asyncio.sockets import usable
 
     own = usable(asyncio.get_event_loop(), tls, True)
-    return f"wsfast {__version__}, {api}, {IMPLEMENTATION} codec" + (", wsfast's socket transport" if own else "")
+    transport = ", wsfast's TLS transport" if tls is not None else ", wsfast's socket transport"
+    return f"wsfast {__version__}, {api}, {IMPLEMENTATION} codec" + (transport if own else "")
 
 
 def import_optional(name: str) -> Any:

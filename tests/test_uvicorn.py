@@ -514,7 +514,6 @@ def test_ping_flood_from_a_client_that_never_reads_is_bounded() -> None:
 def test_keepalive_tick_releases_idle_deflate_state() -> None:
     # As wsfast's own servers: a connection silent since the previous tick
     # frees its zlib state; the next messages refer back across the release.
-    import gc
     import random
 
     from wsfast.uvicorn import WSFastProtocol
@@ -524,12 +523,12 @@ def test_keepalive_tick_releases_idle_deflate_state() -> None:
     async def main() -> None:
         async with uvicorn_server(echo_app(Recorder()), WSFAST, ws_ping_interval=0.02, ws_ping_timeout=5.0) as (
             port,
-            _,
+            server,
         ):
             async with connect(url(port), ping_interval=None) as ws:
                 await ws.send(noise)
                 assert await ws.recv() == noise
-                (protocol,) = [o for o in gc.get_objects() if isinstance(o, WSFastProtocol)]
+                (protocol,) = [p for p in server.server_state.connections if isinstance(p, WSFastProtocol)]
                 deflate = protocol.conn.deflate
                 assert deflate is not None
                 for _ in range(500):

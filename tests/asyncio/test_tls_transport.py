@@ -160,6 +160,14 @@ class Recorder(BaseRecorder):
         return memoryview(self.buffer)
 
 
+def open_fds() -> Optional[int]:
+    """How many file descriptors this process has open (Linux), or ``None``."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
 def fd_closed(sock: socket.socket) -> bool:
     return sock.fileno() == -1
 
@@ -736,6 +744,7 @@ def test_server_handshake_timeout_and_a_vanishing_client() -> None:
         loop = asyncio.get_running_loop()
         async with serve(echo, "127.0.0.1", 0, ssl=server_context(), ssl_handshake_timeout=0.2) as server:
             assert server._acceptor is not None
+            fds = open_fds()
             silent = socket.create_connection(("127.0.0.1", server.port))
             silent.setblocking(False)
             assert await asyncio.wait_for(loop.sock_recv(silent, 100), 5) == b""
@@ -747,6 +756,8 @@ def test_server_handshake_timeout_and_a_vanishing_client() -> None:
                 peer.sslobj.do_handshake()
             await peer.flush()
             leaving.close()
+            if fds is not None:  # the server closed both sockets
+                await eventually(lambda: open_fds() == fds)
             async with connect(f"wss://localhost:{server.port}/", ssl=client_context()) as ws:
                 await ws.send("still served")
                 assert await ws.recv() == "still served"

@@ -200,7 +200,10 @@ class TLSTransport(asyncio.Transport):
             self._loop.remove_reader(self._fd)
 
     def _on_readable(self) -> None:
-        buffer, view = _cipher_buffer()
+        try:
+            buffer, view = _local.pair
+        except AttributeError:
+            buffer, view = _cipher_buffer()
         try:
             n = self._sock.recv_into(buffer)
         except (BlockingIOError, InterruptedError):
@@ -213,7 +216,10 @@ class TLSTransport(asyncio.Transport):
             return
         if n <= CHUNK:
             self._incoming.write(view[:n])
-            self._process()
+            if self._state == WRAPPED:
+                self._do_read()
+            else:
+                self._process()
             return
         start = 0
         while start < n:
@@ -425,8 +431,14 @@ class TLSTransport(asyncio.Transport):
                     self._deliver(offset)
                 self._fatal_error(exc, "Fatal error on SSL transport")
                 return
-            if offset and not self._deliver(offset):
-                return
+            if offset:
+                try:
+                    protocol.buffer_updated(offset)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+                    return
             if closed:  # the peer's close_notify
                 self._call_eof_received()
                 if self._state == WRAPPED:

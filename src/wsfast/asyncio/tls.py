@@ -214,23 +214,19 @@ class TLSTransport(asyncio.Transport):
         if n == 0:
             self._read_eof()
             return
-        if n <= CHUNK:
-            self._incoming.write(view[:n])
-            if self._state == WRAPPED:
-                self._do_read()
-            else:
-                self._process()
+        if self._state == WRAPPED:
+            self._do_read(view, n)  # feeds the incoming BIO itself
             return
         start = 0
-        while start < n:
+        while start < n:  # the handshake, the shutdown: a chunk at a time
             self._incoming.write(view[start : min(start + CHUNK, n)])
             start += CHUNK
             self._process()
             if self._state >= FINISHING:
                 return
-            if self._paused and self._state == WRAPPED:
+            if self._state == WRAPPED:  # the handshake ended: data follows
                 if start < n:
-                    self._incoming.write(view[start:n])  # decrypted on resume_reading
+                    self._do_read(view[start:n], n - start)
                 return
 
     def _process(self) -> None:
@@ -386,67 +382,86 @@ class TLSTransport(asyncio.Transport):
 
     # ------------------------------------------------------------ reading
 
-    def _do_read(self) -> None:
-        """Decrypt what the incoming BIO holds into the protocol's buffer.
+    def _do_read(self, view: Optional[memoryview] = None, end: int = 0) -> None:
+        """Decrypt into the protocol's buffer what the incoming BIO holds,
+        and the ciphertext ``view[:end]`` (fed to the BIO :data:`CHUNK`
+        bytes at a time, so that its buffer stays small, while the
+        protocol's buffer fills across chunks: a large message arrives in
+        as few ``buffer_updated`` calls as with a large BIO).
 
         A read is repeated only while OpenSSL has bytes to work on (in the
         incoming BIO, or decrypted and not read yet): most reads then end
         without the cost of an SSLWantReadError."""
         raw = self._raw
         incoming = self._incoming
-        while self._state == WRAPPED and not self._paused:
-            protocol = self._protocol
-            try:
-                buffer = protocol.get_buffer(-1)
-                if type(buffer) is not memoryview:
-                    buffer = memoryview(buffer)
-                size = len(buffer)
-                if not size:
-                    raise RuntimeError("get_buffer() returned an empty buffer")
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-                return
-            offset = 0
-            closed = False
-            try:
-                count = raw.read(size, buffer)
-                if count:
-                    offset = count
-                    while offset < size and (incoming.pending or raw.pending()):
-                        count = raw.read(size - offset, buffer[offset:])
+        pos = 0
+        if view is not None:
+            pos = min(end, CHUNK)
+            incoming.write(view[:pos])
+        try:
+            while self._state == WRAPPED and not self._paused:
+                protocol = self._protocol
+                try:
+                    buffer = protocol.get_buffer(-1)
+                    if type(buffer) is not memoryview:
+                        buffer = memoryview(buffer)
+                    size = len(buffer)
+                    if not size:
+                        raise RuntimeError("get_buffer() returned an empty buffer")
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+                    return
+                offset = 0
+                closed = False
+                try:
+                    while offset < size:
+                        try:
+                            count = raw.read(size - offset, buffer[offset:] if offset else buffer)
+                        except _AGAIN:  # the BIO is empty: feed it, or stop
+                            if pos < end and view is not None and not incoming.pending:
+                                nxt = min(pos + CHUNK, end)
+                                incoming.write(view[pos:nxt])
+                                pos = nxt
+                                continue
+                            break
                         if not count:
                             closed = True
                             break
                         offset += count
-                else:
+                        if not (incoming.pending or raw.pending()):
+                            if pos >= end or view is None:
+                                break
+                            nxt = min(pos + CHUNK, end)
+                            incoming.write(view[pos:nxt])
+                            pos = nxt
+                except ssl.SSLZeroReturnError:
                     closed = True
-            except _AGAIN:
-                pass
-            except ssl.SSLZeroReturnError:
-                closed = True
-            except ssl.SSLError as exc:
-                if offset:
-                    self._deliver(offset)
-                self._fatal_error(exc, "Fatal error on SSL transport")
-                return
-            if offset:
-                try:
-                    protocol.buffer_updated(offset)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+                except ssl.SSLError as exc:
+                    if offset:
+                        self._deliver(offset)
+                    self._fatal_error(exc, "Fatal error on SSL transport")
                     return
-            if closed:  # the peer's close_notify
-                self._call_eof_received()
-                if self._state == WRAPPED:
-                    self._closed = True
-                    self._start_shutdown()
-                return
-            if offset < size or not (incoming.pending or raw.pending()):
-                break  # nothing more to decrypt yet
+                if offset:
+                    try:
+                        protocol.buffer_updated(offset)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+                        return
+                if closed:  # the peer's close_notify
+                    self._call_eof_received()
+                    if self._state == WRAPPED:
+                        self._closed = True
+                        self._start_shutdown()
+                    return
+                if offset < size or not (pos < end or incoming.pending or raw.pending()):
+                    break  # nothing more to decrypt yet
+        finally:
+            if view is not None and pos < end and self._state < FINISHING:
+                incoming.write(view[pos:end])  # the rest, for resume_reading or the shutdown
         if self._outgoing.pending:
             self._flush()  # a TLS 1.3 key update, an alert
         if self._eof and self._state == WRAPPED and not self._paused:

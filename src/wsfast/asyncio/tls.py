@@ -1,4 +1,9 @@
-"""wsfast's own TLS transport on asyncio's selector event loops and uvloop.
+"""wsfast's own TLS transport for asyncio's selector event loops.
+
+wsfast uses it for ``wss://`` on asyncio's standard loops; it also runs on
+uvloop (tested there), where wsfast leaves TLS to uvloop's compiled SSL
+transport, as light and cheaper for large messages (see
+:func:`wsfast.asyncio.sockets.usable`).
 
 :class:`TLSTransport` runs an :class:`ssl.SSLObject` over two
 :class:`ssl.MemoryBIO` objects and drives a connected non-blocking socket

@@ -110,22 +110,31 @@ def _socket_pair() -> socket.socket:
 _keep: list[Any] = []
 
 
+async def _open_on_socket(server: Any) -> tuple[Any, Any]:
+    """A connection of ``server`` on wsfast's socket transport over a real
+    socket (reads paused: they come from the caller), its handshake done."""
+    from wsfast.benchmark._common import upgrade_request
+    from wsfast.codec import SocketTransport
+
+    ws = server._protocol()
+    transport = SocketTransport(asyncio.get_running_loop(), _socket_pair(), ws)
+    await asyncio.sleep(0)  # connection_made
+    transport.pause_reading()  # the reads come from here
+    head = upgrade_request("127.0.0.1", 1)
+    ws._view[: len(head)] = head
+    ws.buffer_updated(len(head))
+    return ws, transport
+
+
 def _wsfast_socket_echo(calls: int, size: int) -> None:
     from server_path import _Echo  # type: ignore[import-not-found]
 
     from wsfast.asyncio import create_server
-    from wsfast.benchmark._common import frame, payload, upgrade_request
-    from wsfast.codec import SocketTransport
+    from wsfast.benchmark._common import frame, payload
 
     async def main() -> None:
         server = await create_server(lambda ws, request: _Echo(), "127.0.0.1", 0, deflate=None, ping_interval=None)
-        ws = server._protocol()
-        transport = SocketTransport(asyncio.get_running_loop(), _socket_pair(), ws)
-        await asyncio.sleep(0)  # connection_made
-        transport.pause_reading()  # the reads come from here
-        head = upgrade_request("127.0.0.1", 1)
-        ws._view[: len(head)] = head
-        ws.buffer_updated(len(head))
+        ws, transport = await _open_on_socket(server)
         wire = frame(payload(size), masked=True)
         ws._view[: len(wire)] = wire
         read = ws.buffer_updated
@@ -146,8 +155,7 @@ def _api_echo(calls: int, size: int, api: str) -> None:
     from server_path import _Echo  # type: ignore[import-not-found]
 
     from wsfast.asyncio import create_server, serve
-    from wsfast.benchmark._common import frame, payload, upgrade_request
-    from wsfast.codec import SocketTransport
+    from wsfast.benchmark._common import frame, payload
 
     sent = [0]
 
@@ -184,13 +192,7 @@ def _api_echo(calls: int, size: int, api: str) -> None:
             server: Any = await serve(handler, "127.0.0.1", 0, **options)
         else:
             server = await create_server(lambda ws, request: _Echo(), "127.0.0.1", 0, **options)
-        ws = server._protocol()
-        transport = SocketTransport(asyncio.get_running_loop(), _socket_pair(), ws)
-        await asyncio.sleep(0)  # connection_made
-        transport.pause_reading()  # the reads come from here
-        head = upgrade_request("127.0.0.1", 1)
-        ws._view[: len(head)] = head
-        ws.buffer_updated(len(head))
+        ws, transport = await _open_on_socket(server)
         await asyncio.sleep(0)  # the handler starts
         wire = frame(payload(size), masked=True)
         read = ws.buffer_updated

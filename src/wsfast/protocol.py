@@ -481,14 +481,8 @@ class Connection:
         an uncompressed one is (text: the decoding is the UTF-8 check, 1007),
         without the fragments' bookkeeping and incremental validation."""
         self._checked = 0
-        assert self.deflate is not None
-        try:
-            data = self.deflate.decompress(payload, True, self.max_message_size)
-        except MessageTooBig:
-            self._fail(1009, f"message larger than max_message_size={self.max_message_size}")
-            return
-        except zlib.error as exc:
-            self._fail(1002, f"invalid compressed data: {exc}")
+        data = self._inflate(payload, True, self.max_message_size)
+        if data is None:
             return
         if opcode == OP_BINARY:
             if sink is None:
@@ -497,6 +491,19 @@ class Connection:
                 sink.on_binary(data)
         else:
             self._deliver_text(data, events, sink)
+
+    def _inflate(self, payload: bytes, fin: bool, limit: Optional[int]) -> Optional[bytes]:
+        """Inflate a compressed frame's payload to at most ``limit`` bytes;
+        ``None`` once the connection failed (1009 over the limit, 1002 for
+        invalid data)."""
+        assert self.deflate is not None
+        try:
+            return self.deflate.decompress(payload, fin, limit)
+        except MessageTooBig:
+            self._fail(1009, f"message larger than max_message_size={self.max_message_size}")
+        except zlib.error as exc:
+            self._fail(1002, f"invalid compressed data: {exc}")
+        return None
 
     def _deliver_text(self, payload: bytes, events: list[Event], sink: Optional[MessageSink]) -> None:
         text: Union[str, bytes] = payload
@@ -521,16 +528,11 @@ class Connection:
         text = self._msg_opcode == OP_TEXT
         data = payload
         if self._msg_compressed:
-            assert self.deflate is not None
             limit = None if self.max_message_size is None else self.max_message_size - self._msg_size
-            try:
-                data = self.deflate.decompress(payload, fin, limit)
-            except MessageTooBig:
-                self._fail(1009, f"message larger than max_message_size={self.max_message_size}")
+            inflated = self._inflate(payload, fin, limit)
+            if inflated is None:
                 return
-            except zlib.error as exc:
-                self._fail(1002, f"invalid compressed data: {exc}")
-                return
+            data = inflated
         self._msg_size += len(data)
         if self.max_message_size is not None and self._msg_size > self.max_message_size:
             self._fail(1009, f"message larger than max_message_size={self.max_message_size}")
@@ -717,6 +719,8 @@ class Connection:
         """``frame`` behind the automatic replies queued before it, so that
         a pong to a ping received earlier goes out before it."""
         out = self._out
+        if not out:
+            return frame
         self._out = []
         out.append(frame)
         return b"".join(out)
@@ -752,8 +756,7 @@ class Connection:
         if not fin:
             self._send_opcode = opcode
             self._send_compressed = rsv == 4
-        frame = build_frame(opcode, payload, fin, rsv, self._mask)
-        return self._after_replies(frame) if self._out else frame
+        return self._after_replies(build_frame(opcode, payload, fin, rsv, self._mask))
 
     def send_ping(self, data: Data = b"") -> bytes:
         """Frame a ping (at most 125 bytes of payload)."""
